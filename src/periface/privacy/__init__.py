@@ -1,0 +1,5 @@
+"""Privacy and governance: consent, retention, erasure, audit, template encryption, redaction."""
+
+from .consent import Consent
+
+__all__ = ["Consent"]
