@@ -38,7 +38,9 @@ def default_detector(rgb: np.ndarray) -> np.ndarray:
         from ..engine import Engine
 
         _engine = Engine()
-    return np.asarray(_engine.analyze(rgb).boxes, dtype=np.float64).reshape(-1, 4)
+    # Boxes only: redaction needs no embedding or mask state, which are most of the engine's cost.
+    faces = _engine.analyze(rgb, embed=False, mask=False)
+    return np.asarray(faces.boxes, dtype=np.float64).reshape(-1, 4)
 
 
 def expand_boxes(boxes: np.ndarray, shape: tuple[int, ...], margin: float) -> np.ndarray:
