@@ -70,13 +70,18 @@ class TemplateCipher:
     def __init__(self, key: bytes) -> None:
         self._aead = AESGCM(key)
 
-    def encrypt(self, vector: np.ndarray, aad: bytes) -> bytes:
+    def seal(self, data: bytes, aad: bytes) -> bytes:
         nonce = secrets.token_bytes(_NONCE)
-        return nonce + self._aead.encrypt(nonce, np.asarray(vector, dtype=np.float32).tobytes(), aad)
+        return nonce + self._aead.encrypt(nonce, data, aad)
+
+    def unseal(self, blob: bytes, aad: bytes) -> bytes:
+        try:
+            return self._aead.decrypt(blob[:_NONCE], blob[_NONCE:], aad)
+        except InvalidTag:
+            raise EncryptionKeyError("data cannot be decrypted: wrong key or tampered row") from None
+
+    def encrypt(self, vector: np.ndarray, aad: bytes) -> bytes:
+        return self.seal(np.asarray(vector, dtype=np.float32).tobytes(), aad)
 
     def decrypt(self, blob: bytes, aad: bytes) -> np.ndarray:
-        try:
-            raw = self._aead.decrypt(blob[:_NONCE], blob[_NONCE:], aad)
-        except InvalidTag:
-            raise EncryptionKeyError("template cannot be decrypted: wrong key or tampered row") from None
-        return np.frombuffer(raw, dtype=np.float32).copy()
+        return np.frombuffer(self.unseal(blob, aad), dtype=np.float32).copy()

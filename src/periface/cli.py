@@ -1,0 +1,225 @@
+"""The ``periface`` command: thin Typer commands that parse, call the library, and print (text or ``--json``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import PerifaceError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Masked-face recognition, fever screening, privacy built in.")
+out = Console()
+err = Console(stderr=True)
+
+JsonOpt = typer.Option(False, "--json", help="print one JSON document on stdout")
+EmbedderOpt = typer.Option("sface", "--embedder", help="sface | dlib | fusion")
+
+
+def emit(as_json: bool, doc: Any, render: Callable[[], None]) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(doc, indent=1, default=str) + "\n")
+    else:
+        render()
+
+
+def fail(error: PerifaceError, as_json: bool = False) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps({"error": {"code": error.code, "message": str(error), "source": error.source}}) + "\n")
+    err.print(f"[red]error:[/red] {error}", highlight=False)
+    raise typer.Exit(error.exit_code)
+
+
+def _engine(embedder: str):
+    from .engine import Engine
+
+    return Engine(embedder)
+
+
+@app.command()
+def detect(
+    images: List[Path] = typer.Argument(..., help="image files"),
+    as_json: bool = JsonOpt,
+    annotate: Optional[Path] = typer.Option(None, "--annotate", help="draw the faces into this image (one input only)"),
+    crowd: bool = typer.Option(False, "--crowd", help="union of all detectors (small and masked faces in scenes)"),
+) -> None:
+    """Find every face, with its landmarks and mask state."""
+    engine = _engine("sface")
+    docs, failed = [], 0
+    for path in images:
+        try:
+            rgb = engine.load(path)
+            faces = engine.finder.find_all(rgb) if crowd else engine.finder.find(rgb)
+            faces = engine.describe(rgb, faces, embed=False)
+            docs.append({"file": str(path), "faces": faces.to_records()})
+            if annotate is not None:
+                from .visual import draw_faces
+
+                draw_faces(rgb, faces, annotate)
+        except PerifaceError as e:
+            failed += 1
+            docs.append({"file": str(path), "error": {"code": e.code, "message": e.reason}})
+            if not as_json:
+                err.print(f"[red]error:[/red] {e}", highlight=False)
+
+    def render() -> None:
+        for d in docs:
+            if "faces" in d:
+                out.print(f"[bold]{d['file']}[/bold]: {len(d['faces'])} face(s)")
+                for i, f in enumerate(d["faces"]):
+                    out.print(f"  #{i} box={f['box']} score={f['score']:.2f} mask={f['mask']} ({f['mask_score']:.2f}) via {f['detector']}")
+
+    emit(as_json, docs if len(docs) > 1 else docs[0], render)
+    if failed:
+        raise typer.Exit(3)
+
+
+@app.command()
+def verify(
+    a: Path, b: Path,
+    far: float = typer.Option(1e-3, "--far", help="false accept rate to set the threshold at (1e-2, 1e-3, 1e-4)"),
+    crop: bool = typer.Option(False, "--crop", help="inputs are face crops"),
+    embedder: str = EmbedderOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Are A and B the same person? Exit code 0 either way; the answer is in the output."""
+    try:
+        v = _engine(embedder).verify(a, b, far=far, crop=crop)
+    except PerifaceError as e:
+        fail(e, as_json)
+    doc = {"a": str(a), "b": str(b), "same": v.same, "score": round(v.score, 4), "threshold": round(v.threshold, 4),
+           "far": float(f"{v.far:.3g}"), "target_far": v.target_far, "notes": list(v.notes)}
+    emit(as_json, doc, lambda: out.print(
+        f"{'[green]same person[/green]' if v.same else '[yellow]different people[/yellow]'}: score {v.score:.3f} "
+        f"(threshold {v.threshold:.3f} at FAR {v.target_far:g}; an impostor scores this high with FAR {v.far:.2g})"
+        + "".join(f"\n  note: {n}" for n in v.notes)))
+
+
+def _gallery(path: Path, **kw: Any):
+    from .gallery import Gallery
+
+    return Gallery(path, **kw)
+
+
+@app.command()
+def enroll(
+    images: List[Path] = typer.Argument(..., help="photos of the person"),
+    gallery: Path = typer.Option(..., "--gallery", help="gallery directory (created if missing)"),
+    identity: str = typer.Option(..., "--id", help="identity name"),
+    purpose: str = typer.Option(..., "--purpose", help="what the consent covers, e.g. 'door access'"),
+    subject: Optional[str] = typer.Option(None, "--subject", help="who consented (default: the identity)"),
+    collected_by: str = typer.Option("unspecified", "--collected-by"),
+    expires: Optional[str] = typer.Option(None, "--expires", help="consent expiry YYYY-MM-DD (default 3 years)"),
+    reference: Optional[str] = typer.Option(None, "--consent-ref", help="where the signed form is kept"),
+    keep_images: bool = typer.Option(False, "--keep-images", help="store thumbnails (new galleries only)"),
+    crop: bool = typer.Option(False, "--crop", help="inputs are face crops"),
+    embedder: str = EmbedderOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Enrol a consenting person. Any bad image refuses the whole enrolment; the gallery stays as it was."""
+    from pydantic import ValidationError
+
+    from .errors import ConsentError
+    from .privacy.consent import Consent
+
+    try:
+        fields: dict[str, Any] = {"subject": subject or identity, "purpose": purpose, "collected_by": collected_by,
+                                  "reference": reference}
+        if expires:
+            fields["expires"] = expires
+        try:
+            consent = Consent(**fields)
+        except ValidationError as e:
+            raise ConsentError(f"invalid consent record: {e.errors()[0]['msg']}", source=identity) from None
+        g = _gallery(gallery, embedder=embedder, keep_images=keep_images)
+        result = g.enroll(identity, list(images), consent=consent, crop=crop, actor="cli")
+    except PerifaceError as e:
+        fail(e, as_json)
+    doc = {"identity": result.identity, "templates": result.templates, "gallery": str(gallery),
+           "consent_expires": consent.expires.isoformat(), "notes": list(result.notes)}
+    emit(as_json, doc, lambda: out.print(
+        f"enrolled [bold]{result.identity}[/bold]: {result.templates} template(s) in {gallery}"
+        + "".join(f"\n  note: {n}" for n in result.notes)))
+
+
+@app.command()
+def search(
+    image: Path,
+    gallery: Path = typer.Option(..., "--gallery"),
+    k: int = typer.Option(10, "-k", "--k", min=1, max=100, help="candidates to return"),
+    purpose: Optional[str] = typer.Option(None, "--purpose", help="why this search is made (audited)"),
+    crop: bool = typer.Option(False, "--crop"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Rank the gallery's identities for IMAGE: a candidate list for a person to review, not a verdict."""
+    from .gallery import Gallery
+
+    try:
+        if not (gallery / "gallery.sqlite").exists():
+            from .errors import GalleryError
+
+            raise GalleryError("no periface gallery here", source=str(gallery))
+        g = Gallery(gallery)
+        candidates = g.search(image, k=k, purpose=purpose, crop=crop, actor="cli")
+    except PerifaceError as e:
+        fail(e, as_json)
+    doc = {"probe": str(image), "candidates": [c.to_dict() for c in candidates]}
+
+    def render() -> None:
+        table = Table(title=f"candidates for {image}")
+        for col in ("rank", "identity", "score", "FAR"):
+            table.add_column(col)
+        for c in candidates:
+            table.add_row(str(c.rank), c.identity, f"{c.score:.3f}", f"{c.far:.2g}")
+        out.print(table)
+
+    emit(as_json, doc, render)
+
+
+@app.command()
+def remove(
+    gallery: Path = typer.Option(..., "--gallery"),
+    identity: str = typer.Option(..., "--id"),
+    purpose: Optional[str] = typer.Option(None, "--purpose", help="why (e.g. 'erasure request 2026-11-28')"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Erase a person: templates, masked variants, consent rows, stored images and index entries."""
+    from .errors import GalleryError
+    from .gallery import Gallery
+
+    try:
+        if not (gallery / "gallery.sqlite").exists():
+            raise GalleryError("no periface gallery here", source=str(gallery))
+        n = Gallery(gallery).remove(identity, actor="cli", role="admin", purpose=purpose)
+    except PerifaceError as e:
+        fail(e, as_json)
+    emit(as_json, {"identity": identity, "erased_templates": n}, lambda: out.print(f"erased {identity}: {n} template(s)"))
+
+
+@app.command()
+def demo(
+    out_dir: Path = typer.Option(Path("demo-output"), "--out", help="where the demo writes its gallery and pictures"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Run the whole pipeline on the bundled sample images."""
+    from .demo import run_demo
+
+    try:
+        doc = run_demo(out_dir, console=None if as_json else out)
+    except PerifaceError as e:
+        fail(e, as_json)
+    if as_json:
+        emit(True, doc, lambda: None)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""YuNet (OpenCV Zoo, int8) run with ``cv2.FaceDetectorYN``: boxes and 5 landmarks, robust to masks."""
+
+from __future__ import annotations
+
+import threading
+
+import cv2
+import numpy as np
+
+from ..faces import Faces
+from ..models import model_path
+
+
+class YuNetDetector:
+    name = "yunet"
+
+    def __init__(self, score_threshold: float = 0.6, nms_iou: float = 0.3, max_side: int = 1280) -> None:
+        self.score_threshold = score_threshold
+        self.nms_iou = nms_iou
+        # Large photos give YuNet spurious large boxes; detection runs on a copy no longer than this.
+        self.max_side = max_side
+        self._net: cv2.FaceDetectorYN | None = None
+        self._lock = threading.Lock()
+
+    def _model(self) -> cv2.FaceDetectorYN:
+        if self._net is None:
+            self._net = cv2.FaceDetectorYN.create(
+                str(model_path("yunet")), "", (320, 320), self.score_threshold, self.nms_iou, 5000
+            )
+        return self._net
+
+    def detect(self, rgb: np.ndarray) -> Faces:
+        h, w = rgb.shape[:2]
+        scale = min(1.0, self.max_side / max(h, w))
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        if scale < 1.0:
+            bgr = cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        with self._lock:
+            net = self._model()
+            net.setInputSize((bgr.shape[1], bgr.shape[0]))
+            _, rows = net.detect(bgr)
+        if rows is None or len(rows) == 0:
+            return Faces.empty((h, w))
+        rows = rows.astype(np.float32) / np.float32(scale)
+        rows[:, 14] *= scale  # the score column is not a coordinate
+        boxes = np.stack([rows[:, 0], rows[:, 1], rows[:, 0] + rows[:, 2], rows[:, 1] + rows[:, 3]], axis=1)
+        return Faces(
+            boxes=boxes,
+            scores=rows[:, 14].copy(),
+            landmarks=rows[:, 4:14].reshape(-1, 5, 2).copy(),
+            image_size=(h, w),
+            detector=[self.name] * len(rows),
+        )

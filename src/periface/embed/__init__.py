@@ -1,0 +1,27 @@
+"""Embedding backbones behind one ``Embedder`` interface. ``create_embedder(name)`` builds one by name."""
+
+from __future__ import annotations
+
+import json
+
+from ..models import PACKAGE_DATA
+from .base import Embedder, l2_normalise
+from .dlib_resnet import DlibEmbedder
+from .fusion import FusionEmbedder
+from .sface import SFaceEmbedder
+
+__all__ = ["Embedder", "SFaceEmbedder", "DlibEmbedder", "FusionEmbedder", "create_embedder", "l2_normalise", "EMBEDDERS"]
+
+EMBEDDERS = ("sface", "dlib", "fusion")
+
+
+def create_embedder(name: str) -> Embedder:
+    """``"sface"`` (default), ``"dlib"``, or ``"fusion"`` of both with weights learned on LFW View-1."""
+    if name == "sface":
+        return SFaceEmbedder()
+    if name == "dlib":
+        return DlibEmbedder()
+    if name == "fusion":
+        params = json.loads((PACKAGE_DATA / "fusion.json").read_text())
+        return FusionEmbedder([SFaceEmbedder(), DlibEmbedder()], params["weights"], params["impostor_std"])
+    raise ValueError(f"unknown embedder {name!r}; choose one of {EMBEDDERS}")

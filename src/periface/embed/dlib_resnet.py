@@ -1,0 +1,43 @@
+"""dlib's ResNet (128-d) on 150x150 chips aligned by dlib's own 5-point shape predictor, as face_recognition does."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from ..models import model_path
+from .base import l2_normalise
+
+
+class DlibEmbedder:
+    name = "dlib"
+    dim = 128
+
+    def __init__(self, jitter: int = 0) -> None:
+        self.jitter = jitter
+        self._models = None
+        self._lock = threading.Lock()
+
+    def _load(self):
+        if self._models is None:
+            import dlib
+
+            self._models = (
+                dlib.shape_predictor(str(model_path("dlib_sp5"))),
+                dlib.face_recognition_model_v1(str(model_path("dlib_resnet"))),
+            )
+        return self._models
+
+    def embed(self, rgb: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        if len(boxes) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        import dlib
+
+        img = np.ascontiguousarray(rgb)
+        with self._lock:
+            predictor, net = self._load()
+            rects = [dlib.rectangle(*[int(round(v)) for v in box]) for box in boxes]
+            shapes = dlib.full_object_detections([predictor(img, r) for r in rects])
+            vectors = net.compute_face_descriptor(img, shapes, self.jitter)
+        return l2_normalise(np.array([np.array(v) for v in vectors], np.float32))

@@ -1,0 +1,29 @@
+"""Score fusion of two backbones folded into one vector, so that a plain inner product gives the fused score.
+
+With z-normalised scores z_i = (s_i - mu_i) / sigma_i, the fused score sum_i w_i z_i is an increasing affine
+function of  sum_i (w_i / sigma_i) s_i , which is the inner product of the concatenations
+[sqrt(w_i / sigma_i) e_i]. Normalising the concatenation keeps it a unit vector, so FAISS can search it as is.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .base import Embedder, l2_normalise
+
+
+class FusionEmbedder:
+    def __init__(self, parts: Sequence[Embedder], weights: Sequence[float], impostor_std: Sequence[float]) -> None:
+        if not (len(parts) == len(weights) == len(impostor_std)):
+            raise ValueError("parts, weights and impostor_std must have the same length")
+        self.parts = list(parts)
+        self.name = "fusion"
+        self.dim = sum(p.dim for p in parts)
+        gains = np.sqrt(np.asarray(weights, np.float64) / np.asarray(impostor_std, np.float64))
+        self.gains = (gains / np.sqrt((gains**2).sum())).astype(np.float32)
+
+    def embed(self, rgb: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        blocks = [g * p.embed(rgb, boxes, landmarks) for g, p in zip(self.gains, self.parts)]
+        return l2_normalise(np.concatenate(blocks, axis=1))

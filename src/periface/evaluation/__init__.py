@@ -1,0 +1,1 @@
+"""Evaluation protocols (LFW verification and identification, detection), metrics, plots and reports."""

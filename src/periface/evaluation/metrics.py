@@ -1,0 +1,70 @@
+"""Verification and identification metrics. Scores: higher = more alike; NaN = no face found (counts as a miss)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _clean(scores: np.ndarray) -> np.ndarray:
+    # A pair where a face was not found can never be accepted.
+    return np.where(np.isfinite(scores), scores, -np.inf)
+
+
+def best_threshold(scores: np.ndarray, same: np.ndarray) -> float:
+    s = _clean(scores)
+    finite = np.unique(s[np.isfinite(s)])
+    if finite.size == 0:
+        return 0.0
+    candidates = np.concatenate([[finite[0] - 1e-6], (finite[:-1] + finite[1:]) / 2, [finite[-1] + 1e-6]])
+    acc = [(np.mean((s >= t) == same)) for t in candidates]
+    return float(candidates[int(np.argmax(acc))])
+
+
+def kfold_accuracy(scores: np.ndarray, same: np.ndarray, folds: np.ndarray) -> tuple[float, float]:
+    """LFW protocol: each fold judged at the threshold that is best on the other folds. Mean and std."""
+    accs = []
+    s = _clean(scores)
+    for f in np.unique(folds):
+        test = folds == f
+        t = best_threshold(s[~test], same[~test])
+        accs.append(np.mean((s[test] >= t) == same[test]))
+    return float(np.mean(accs)), float(np.std(accs))
+
+
+def tar_at_far(scores: np.ndarray, same: np.ndarray, far: float) -> tuple[float, float]:
+    """True accept rate at the threshold where a share ``far`` of impostor pairs is accepted; and that threshold."""
+    s = _clean(scores)
+    impostor = np.sort(s[~same])[::-1]
+    k = int(np.floor(far * len(impostor)))
+    threshold = impostor[k] + 1e-9 if k < len(impostor) else -np.inf
+    return float(np.mean(s[same] >= threshold)), float(threshold)
+
+
+def roc(scores: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """False accept and true accept rates over all thresholds."""
+    s = _clean(scores)
+    order = np.argsort(-s, kind="stable")
+    labels = same[order]
+    tar = np.cumsum(labels) / max(1, labels.sum())
+    far = np.cumsum(~labels) / max(1, (~labels).sum())
+    return far, tar
+
+
+def eer(scores: np.ndarray, same: np.ndarray) -> float:
+    far, tar = roc(scores, same)
+    frr = 1 - tar
+    i = int(np.argmin(np.abs(far - frr)))
+    return float((far[i] + frr[i]) / 2)
+
+
+def cmc(similarities: np.ndarray, gallery_labels: np.ndarray, probe_labels: np.ndarray, max_rank: int = 20) -> np.ndarray:
+    """Share of probes whose true identity is within the top r, r = 1..max_rank. NaN rows (no face) are misses."""
+    hits = np.zeros(max_rank)
+    for row, truth in zip(similarities, probe_labels):
+        if not np.all(np.isfinite(row)):
+            continue
+        ranked_ids = gallery_labels[np.argsort(-row)]
+        pos = np.flatnonzero(ranked_ids == truth)
+        if pos.size and pos[0] < max_rank:
+            hits[pos[0]:] += 1
+    return hits / max(1, len(probe_labels))

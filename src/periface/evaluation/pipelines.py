@@ -1,0 +1,120 @@
+"""Embedding pipelines for evaluation, an on-disk embedding cache, and the choice of the subject's face.
+
+A pipeline maps an RGB image to the embedding of the face the protocol is about (``None`` when no face is found).
+In LFW that is the face nearest the image centre: the photos are centred on the named person.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from ..faces import Faces
+
+Pipeline = Callable[[np.ndarray], "np.ndarray | None"]
+CACHE_DIR = Path(".cache") / "embeddings"
+
+
+def central(boxes: np.ndarray, image_size: tuple[int, int]) -> int | None:
+    """Index of the box whose centre is nearest the image centre (ties to the larger box), or None."""
+    if len(boxes) == 0:
+        return None
+    h, w = image_size
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    dist = np.linalg.norm(centres - np.array([w / 2, h / 2]), axis=1)
+    size = np.sqrt(np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 1, None), axis=1))
+    return int(np.argmin(dist - 0.25 * size))
+
+
+def periface_pipeline(engine, *, crop: bool = False) -> Pipeline:
+    def run(rgb: np.ndarray) -> np.ndarray | None:
+        faces: Faces = engine.finder.find_in_crop(rgb) if crop else engine.finder.find(rgb)
+        i = central(faces.boxes, rgb.shape[:2])
+        if i is None:
+            return None
+        face = engine.describe(rgb, faces.select(i), mask=False)
+        return face.embeddings[0]
+
+    return run
+
+
+def reference_pipeline(reference) -> Pipeline:
+    def run(rgb: np.ndarray) -> np.ndarray | None:
+        boxes = reference.boxes(rgb)
+        i = central(boxes, rgb.shape[:2])
+        if i is None:
+            return None
+        return reference.embed_boxes(rgb, boxes[i : i + 1])[0]
+
+    return run
+
+
+class EmbeddingCache:
+    """Embeddings on disk, keyed by (pipeline name, variant, image path); a rerun skips what is already there."""
+
+    def __init__(self, pipeline: str, variant: str, root: Path = CACHE_DIR) -> None:
+        self.path = Path(root) / f"{pipeline}--{variant}.npz"
+        self.store: dict[str, np.ndarray] = {}
+        if self.path.exists():
+            with np.load(self.path, allow_pickle=False) as z:
+                for key, vec in zip(z["keys"], z["vectors"]):
+                    self.store[str(key)] = vec
+
+    def get(self, key: str) -> np.ndarray | None:
+        return self.store.get(key)
+
+    def put(self, key: str, vector: np.ndarray | None, dim: int) -> None:
+        self.store[key] = np.full(dim, np.nan, np.float32) if vector is None else np.asarray(vector, np.float32)
+
+    def save(self) -> None:
+        if not self.store:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        keys = np.array(list(self.store), dtype=str)
+        dims = {v.shape[0] for v in self.store.values()}
+        if len(dims) != 1:
+            raise ValueError(f"mixed embedding sizes in {self.path}: {dims}")
+        tmp = self.path.with_name(self.path.stem + ".tmp.npz")
+        np.savez(tmp, keys=keys, vectors=np.stack(list(self.store.values())))
+        tmp.replace(self.path)
+
+
+def embed_paths(
+    paths: Iterable[str],
+    root: Path,
+    pipeline: Pipeline,
+    cache: EmbeddingCache,
+    dim: int,
+    transform: Callable[[np.ndarray, str], np.ndarray] | None = None,
+    progress: Callable[[], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """Embed each image (``root / path``), optionally transformed first (e.g. masked). NaN vector = no face."""
+    from ..image import load_image
+
+    out: dict[str, np.ndarray] = {}
+    dirty = 0
+    for path in paths:
+        vec = cache.get(path)
+        if vec is None:
+            rgb = load_image(root / path)
+            if transform is not None:
+                rgb = transform(rgb, path)
+            found = pipeline(rgb)
+            cache.put(path, found, dim)
+            vec = cache.get(path)
+            dirty += 1
+            if dirty % 500 == 0:
+                cache.save()
+        out[path] = vec
+        if progress:
+            progress()
+    cache.save()
+    return out
+
+
+def stable_seed(*parts: str) -> int:
+    """A per-image seed that does not depend on Python's hash randomisation."""
+    return int.from_bytes(hashlib.sha256("|".join(parts).encode()).digest()[:4], "little")
