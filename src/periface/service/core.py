@@ -1,0 +1,454 @@
+"""What the API and the web page both call: one ``Service`` over one gallery, with the same rules for both."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import io
+import tempfile
+import threading
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import UploadFile
+from PIL import Image
+
+from ..config import Settings
+from ..errors import ConsentError, ImageError, ImageTooLargeError, PerifaceError, UnknownIdentityError
+from ..image import load_image
+from ..privacy.audit import AuditRecord, AuditReport, sha256_hex
+from ..privacy.consent import Consent
+from .auth import PERMISSIONS, AuthError, ForbiddenError, KeyInfo, KeyStore
+from .limits import ServiceSettings, TokenBuckets, UploadTooLargeError
+from .schemas import (
+    CandidateOut,
+    ConsentOut,
+    DecisionIn,
+    DecisionOut,
+    DetectResponse,
+    ErasureOut,
+    FaceOut,
+    IdentityOut,
+    ScreenResponse,
+    SearchResponse,
+    VerifyResponse,
+)
+
+KEYS_FILE = "keys.sqlite"
+
+
+class PurposeRequiredError(ConsentError):
+    code = "purpose_required"
+    http_status = 400
+
+
+class ServiceUnavailableError(PerifaceError):
+    code = "not_implemented"
+    exit_code = 15
+    http_status = 501
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking (their key) and why (the purpose of this request)."""
+
+    key: KeyInfo
+    purpose: str | None = None
+
+    def with_purpose(self, purpose: str | None) -> "Principal":
+        purpose = (purpose or "").strip() or self.purpose
+        return dataclasses.replace(self, purpose=purpose)
+
+    def need_purpose(self) -> str:
+        if not self.purpose or len(self.purpose) < 3:
+            raise PurposeRequiredError("every request states its purpose: an X-Purpose header or a purpose field")
+        return self.purpose
+
+
+def _get(obj: Any, *names: str) -> Any:
+    for name in names:
+        if isinstance(obj, dict) and obj.get(name) is not None:
+            return obj[name]
+        value = getattr(obj, name, None)
+        if value is not None and not callable(value):
+            return value
+    return None
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+class Service:
+    """One gallery, its engine, its API keys and its limits. Thread-safe: model work is serialised."""
+
+    def __init__(
+        self,
+        gallery_dir: Path,
+        settings: ServiceSettings,
+        *,
+        engine_settings: Settings | None = None,
+        gallery: Any = None,
+        engine: Any = None,
+        keep_images: bool = False,
+    ) -> None:
+        from .. import __version__
+
+        self.version = __version__
+        self.gallery_dir = Path(gallery_dir)
+        self.settings = settings
+        self.image_settings = (engine_settings or Settings()).model_copy(
+            update={"max_pixels": settings.max_pixels, "max_bytes": settings.max_upload_bytes}
+        )
+        if gallery is None:
+            from ..gallery import Gallery
+
+            from ..privacy.retention import RetentionPolicy
+
+            retention = RetentionPolicy(settings.retention_days) if settings.retention_days else None
+            gallery = Gallery(self.gallery_dir, engine=engine, keep_images=keep_images, retention=retention)
+        self.gallery = gallery
+        self._engine = engine or getattr(gallery, "engine", None)
+        self.keys = KeyStore(self.gallery_dir / KEYS_FILE)
+        self.buckets = TokenBuckets(settings.rate_per_second, settings.rate_burst)
+        # The models and the FAISS index are not known to be thread-safe; one request computes at a time.
+        self.compute = threading.Lock()
+        self._screener: Any = None
+
+    @property
+    def engine(self) -> Any:
+        if self._engine is None:
+            from ..engine import Engine
+
+            self._engine = Engine(settings=self.image_settings)
+        return self._engine
+
+    @property
+    def audit(self) -> Any:
+        return self.gallery.audit
+
+    # --- who may do what ------------------------------------------------------------------------------------
+
+    def authenticate(self, token: str | None) -> KeyInfo:
+        key = self.keys.authenticate(token)
+        self.buckets.take(key.id)
+        return key
+
+    def authorize(self, key: KeyInfo, permission: str) -> None:
+        if not key.allows(permission):
+            allowed = sorted(r for r, perms in PERMISSIONS.items() if permission in perms)
+            raise ForbiddenError(f"a {key.role} key may not do this ({permission}); it needs: {', '.join(allowed)}")
+
+    # --- inputs ------------------------------------------------------------------------------------------------
+
+    def read_upload(self, upload: UploadFile) -> bytes:
+        data = upload.file.read(self.settings.max_upload_bytes + 1)
+        if len(data) > self.settings.max_upload_bytes:
+            raise UploadTooLargeError(f"upload is over the {self.settings.max_upload_bytes}-byte limit",
+                                      source=upload.filename)
+        return data
+
+    def decode(self, data: bytes, name: str | None = None) -> np.ndarray:
+        return load_image(data, self.image_settings, name=name)
+
+    def check_image(self, data: bytes, name: str | None = None) -> bytes:
+        """Refuse what is not an image or is over the pixel limit from the header alone, before any decoding.
+
+        The bytes themselves go on to the gallery, so that the audit log's input hash is the hash of the file
+        the client sent (the same one a reviewer's confirm or reject refers to).
+        """
+        label = name or f"<{len(data)} bytes>"
+        if not data:
+            raise ImageError("empty upload (0 bytes)", source=label)
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+        except Exception:
+            raise ImageError("not an image, or an unsupported format", source=label) from None
+        if width * height > self.settings.max_pixels:
+            raise ImageTooLargeError(
+                f"{width}x{height} = {width * height} pixels, over the {self.settings.max_pixels}-pixel limit",
+                source=label,
+            )
+        return data
+
+    @staticmethod
+    def consent(subject: str, purpose: str, collected_by: str, collected_at: str | None, expires: str | None,
+                reference: str | None) -> Consent:
+        fields: dict[str, Any] = {"subject": subject, "purpose": purpose, "collected_by": collected_by,
+                                  "reference": reference or None}
+        if collected_at:
+            fields["collected_at"] = collected_at
+        if expires:
+            fields["expires"] = expires
+        try:
+            return Consent(**fields)
+        except ValueError as exc:
+            raise ConsentError(f"the consent record is not valid: {exc}") from None
+
+    # --- operations -------------------------------------------------------------------------------------------
+
+    def detect(self, p: Principal, data: bytes) -> DetectResponse:
+        p.need_purpose()
+        rgb = self.decode(data)
+        with self.compute:
+            faces = self.engine.analyze(rgb, embed=False)
+        boxes = np.asarray(faces.boxes).reshape(-1, 4)
+        scores = np.asarray(faces.scores).reshape(-1)
+        landmarks = getattr(faces, "landmarks", None)
+        masks = list(getattr(faces, "mask", None) or [None] * len(boxes))
+        out = [
+            FaceOut(
+                box=[round(float(v), 1) for v in boxes[i]],
+                score=round(float(scores[i]), 4),
+                landmarks=None if landmarks is None else np.round(np.asarray(landmarks[i]), 1).tolist(),
+                mask=masks[i] if i < len(masks) else None,
+            )
+            for i in range(len(boxes))
+        ]
+        return DetectResponse(width=int(rgb.shape[1]), height=int(rgb.shape[0]), faces=out)
+
+    def verify(self, p: Principal, a: bytes, b: bytes) -> VerifyResponse:
+        purpose = p.need_purpose()
+        img_a, img_b = self.check_image(a, "a"), self.check_image(b, "b")
+        with self.compute:
+            result = self.engine.verify(img_a, img_b)
+        self.audit.append(
+            "verify", actor=p.key.id, role=p.key.role, purpose=purpose, inputs=[sha256_hex(a), sha256_hex(b)],
+            subjects=[], scores=[float(result.score)], details={"same": bool(result.same)},
+        )
+        return VerifyResponse(
+            same=bool(result.same), score=round(float(result.score), 4), threshold=round(float(result.threshold), 4),
+            far=float(f"{float(result.far):.3g}"), target_far=_get(result, "target_far"),
+            notes=list(_get(result, "notes") or []),
+        )
+
+    def enrol(self, p: Principal, name: str, images: list[bytes], consent: Consent) -> IdentityOut:
+        if not images:
+            raise ConsentError("enrolment needs at least one photo")
+        p.need_purpose()
+        arrays = [self.check_image(d, f"image {i + 1}") for i, d in enumerate(images)]
+        with self.compute:
+            self.gallery.enroll(name, arrays, consent=consent, actor=p.key.id, role=p.key.role)
+        return self.read_identity(name)
+
+    def list_identities(self) -> list[IdentityOut]:
+        with self.compute:
+            items = list(self.gallery.identities())
+        kept = bool(getattr(self.gallery, "keep_images", False))
+        return [self._identity_out(i, kept=kept) if not isinstance(i, str) else self.read_identity(i) for i in items]
+
+    def read_identity(self, name: str) -> IdentityOut:
+        with self.compute:
+            info = self.gallery.identity(name)
+        if info is None:
+            raise UnknownIdentityError(f"no identity named {name!r}")
+        return self._identity_out(info, name, kept=bool(getattr(self.gallery, "keep_images", False)))
+
+    @staticmethod
+    def _identity_out(info: Any, name: str | None = None, *, kept: bool = False) -> IdentityOut:
+        consent = _get(info, "consent")
+        consent_out = None
+        if consent is not None:
+            consent_out = ConsentOut(
+                purpose=_get(consent, "purpose") or "", collected_by=_get(consent, "collected_by") or "",
+                collected_at=_get(consent, "collected_at"), expires=_get(consent, "expires"),
+                reference=_get(consent, "reference"),
+            )
+        templates = _get(info, "templates", "n_templates", "template_count")
+        if isinstance(templates, (list, tuple)):
+            templates = len(templates)
+        return IdentityOut(
+            name=str(_get(info, "name", "identity") or name),
+            templates=templates,
+            enrolled=_text(_get(info, "enrolled", "enrolled_at", "created_at", "created")),
+            last_used=_text(_get(info, "last_used", "last_used_at")),
+            expires=_text(_get(info, "expires", "retention_expires")),
+            has_images=kept or bool(_get(info, "has_images", "images_kept") or False),
+            masked_templates=_get(info, "masked_templates"),
+            consent=consent_out,
+        )
+
+    def erase(self, p: Principal, name: str) -> ErasureOut:
+        purpose = p.with_purpose(p.purpose or "erasure request").need_purpose()
+        with self.compute:
+            self.gallery.remove(name, actor=p.key.id, role=p.key.role, purpose=purpose)
+        last = self.audit.records(action="erase", limit=1)
+        return ErasureOut(erased=name, audit_seq=last[0].seq if last else None)
+
+    def search(self, p: Principal, data: bytes, k: int) -> SearchResponse:
+        purpose = p.need_purpose()
+        k = max(1, min(int(k), self.settings.max_k))
+        probe = self.check_image(data, "probe")
+        with self.compute:
+            found = self.gallery.search(probe, k=k, purpose=purpose, actor=p.key.id, role=p.key.role)
+        candidates = [
+            CandidateOut(
+                identity=str(c.identity), rank=int(_get(c, "rank") or i + 1), score=round(float(c.score), 4),
+                far=float(f"{float(c.far):.3g}"), masked=bool(_get(c, "masked", "masked_probe") or False),
+            )
+            for i, c in enumerate(found)
+        ]
+        return SearchResponse(probe_sha256=sha256_hex(data), purpose=purpose, candidates=candidates)
+
+    def pseudonym(self, name: str) -> str:
+        """The gallery's pseudonym of ``name``: the only way a person appears in the audit log."""
+        if hasattr(self.gallery, "pseudonym"):
+            value = self.gallery.pseudonym(name)
+        elif hasattr(self.gallery, "_pseudonyms"):
+            value = self.gallery._pseudonyms([name]).get(name)
+        else:
+            value = _get(self.gallery.identity(name), "pseudonym")
+        if not value:
+            raise UnknownIdentityError(f"no identity named {name!r}")
+        return str(value)
+
+    def decide(self, p: Principal, body: DecisionIn) -> DecisionOut:
+        purpose = p.need_purpose()
+        with self.compute:
+            pseudonym = self.pseudonym(body.identity)
+        details: dict[str, Any] = {}
+        if body.note:
+            details["note"] = body.note
+        record = self.audit.append(
+            body.decision, actor=p.key.id, role=p.key.role, purpose=purpose, inputs=[body.probe_sha256],
+            subjects=[pseudonym], scores=[] if body.score is None else [float(body.score)], details=details,
+        )
+        return DecisionOut(recorded=body.decision, audit_seq=record.seq)
+
+    def screen(self, p: Principal, data: bytes, filename: str) -> ScreenResponse:
+        """Fever screening of one radiometric frame with ``periface.thermal``; 501 when it is not installed."""
+        purpose = p.need_purpose()
+        thermal = _thermal()
+        suffix = "".join(c for c in Path(filename).suffix.lower()[:8] if c.isalnum() or c == ".") or ".jpg"
+        with tempfile.TemporaryDirectory(prefix="periface-screen-") as tmp:
+            path = Path(tmp) / ("frame" + suffix)
+            path.write_bytes(data)
+            with self.compute:
+                frame = thermal.read_thermal(path)
+                if self._screener is None:
+                    self._screener = thermal.Screener()  # keeps the running population median across frames
+                result = thermal.screen_frame(frame, screener=self._screener)
+                overlay = thermal.annotate(frame, result)
+        buf = io.BytesIO()
+        Image.fromarray(np.asarray(overlay, dtype=np.uint8)).save(buf, "PNG")
+        keep = ("box", "core_c", "canthus_c", "flag", "reasons", "measurable", "masked", "distance_m", "notes")
+        people = [{k: _plain(getattr(f, k, None)) for k in keep} for f in result.faces]
+        flagged = sum(1 for f in result.faces if f.flag)
+        self.audit.append(
+            "screen", actor=p.key.id, role=p.key.role, purpose=purpose, inputs=[sha256_hex(data)], subjects=[],
+            scores=[float(f.core_c) for f in result.faces if f.core_c is not None],
+            details={"people": len(people), "flagged": flagged},
+        )
+        temperature = getattr(frame, "temperature", None)
+        height, width = (temperature.shape[:2] if temperature is not None else (None, None))
+        return ScreenResponse(
+            width=width, height=height, people=people, flagged=flagged,
+            details={"overlay_png": base64.b64encode(buf.getvalue()).decode("ascii"),
+                     "ambient_c": _plain(result.ambient_c), "population_median_c": _plain(result.population_median_c),
+                     "blackbody_offset_c": _plain(result.blackbody_offset_c), "notice": result.notice},
+        )
+
+    def redact(self, p: Principal, data: bytes, filename: str, method: str, margin: float) -> tuple[bytes, str, int]:
+        purpose = p.need_purpose()
+        from ..privacy.redact import redact_image
+
+        rgb = self.decode(data)
+        with self.compute:
+            boxes = np.asarray(self.engine.analyze(rgb, embed=False, mask=False).boxes).reshape(-1, 4)
+        out = redact_image(rgb, boxes, method=method, margin=margin)  # type: ignore[arg-type]
+        fmt, media = ("PNG", "image/png") if Path(filename).suffix.lower() == ".png" else ("JPEG", "image/jpeg")
+        buf = io.BytesIO()
+        Image.fromarray(out).save(buf, format=fmt, **({"quality": 92} if fmt == "JPEG" else {}))
+        self.audit.append("redact", actor=p.key.id, role=p.key.role, purpose=purpose, inputs=[sha256_hex(data)],
+                          subjects=[], scores=[], details={"faces": int(len(boxes)), "method": method})
+        return buf.getvalue(), media, int(len(boxes))
+
+    def audit_records(self, **filters: Any) -> list[AuditRecord]:
+        return self.audit.records(**filters)
+
+    def audit_verify(self) -> AuditReport:
+        return self.audit.verify()
+
+    def create_key(self, p: Principal | None, role: str, label: str = "") -> tuple[KeyInfo, str]:
+        key_id, token = self.keys.create(role, label)
+        actor, actor_role = (p.key.id, p.key.role) if p else ("cli", "admin")
+        self.audit.append("key-create", actor=actor, role=actor_role, purpose="key management", inputs=[],
+                          subjects=[], scores=[], details={"key": key_id, "role": role})
+        info = self.keys.get(key_id)
+        assert info is not None
+        return info, token
+
+    def revoke_key(self, p: Principal | None, key_id: str) -> KeyInfo:
+        info = self.keys.revoke(key_id)
+        actor, actor_role = (p.key.id, p.key.role) if p else ("cli", "admin")
+        self.audit.append("key-revoke", actor=actor, role=actor_role, purpose="key management", inputs=[],
+                          subjects=[], scores=[], details={"key": key_id})
+        return info
+
+    def purge(self) -> int:
+        with self.compute:
+            removed = self.gallery.purge_expired()
+        return len(removed) if isinstance(removed, (list, tuple, set)) else int(removed or 0)
+
+    def thumbnail(self, name: str) -> bytes | None:
+        """A small JPEG of a kept image of ``name``; ``None`` when the gallery keeps no images."""
+        getter = getattr(self.gallery, "thumbnail", None) or getattr(self.gallery, "image", None)
+        if getter is None:
+            return None
+        with self.compute:
+            try:
+                img = getter(name)
+            except PerifaceError:
+                return None
+        if isinstance(img, (list, tuple)):
+            img = img[0] if img else None
+        if img is None:
+            return None
+        if isinstance(img, (bytes, bytearray)):
+            return bytes(img)
+        pil = Image.fromarray(np.asarray(img, dtype=np.uint8))
+        pil.thumbnail((160, 160))
+        buf = io.BytesIO()
+        pil.save(buf, "JPEG", quality=85)
+        return buf.getvalue()
+
+
+def _thermal() -> Any:
+    """``periface.thermal`` when it provides screening; else a 501 ``not_implemented`` error."""
+    try:
+        from .. import thermal
+    except ImportError:
+        thermal = None  # type: ignore[assignment]
+    needed = ("read_thermal", "screen_frame", "Screener", "annotate")
+    if thermal is None or not all(hasattr(thermal, n) for n in needed):
+        raise ServiceUnavailableError("thermal screening is not available in this build (periface.thermal)")
+    return thermal
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if hasattr(value, "model_dump"):
+        return _plain(value.model_dump())
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist() if value.size <= 64 else f"<array {value.shape}>"
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, (date,)):
+        return value.isoformat()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+__all__ = ["Principal", "Service", "ServiceUnavailableError", "PurposeRequiredError", "AuthError", "KEYS_FILE"]
