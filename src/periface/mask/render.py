@@ -283,11 +283,12 @@ def _rigid_curves(mesh: np.ndarray, st: MaskStyle, fr: _Frame) -> tuple[np.ndarr
     tc_full = _top_centre(mesh, "full", st.top_shift, st.kind)
     tc = _top_centre(mesh, st.coverage, st.top_shift, st.kind)
     shift = (tc - tc_full) * 0.85  # the rigid shell slides down as a whole when worn low
+    side_shift = shift * (0.4 if st.coverage == "nose_exposed" else 1.0)  # ...tilting when it sits under the nose
     last = len(_JAW) - 1
     d3 = np.array([*fr.down, 0.0])
     a3 = np.array([*fr.across, 0.0])
     s_top, s_bot, inset = (0.9, 4.6, 0.04) if st.kind == "kn95" else (1.4, 4.8, 0.06)
-    st_l, st_r = _jaw(mesh, s_top) + shift, _jaw(mesh, last - s_top) + shift
+    st_l, st_r = _jaw(mesh, s_top) + side_shift, _jaw(mesh, last - s_top) + side_shift
     sb_l, sb_r = _jaw(mesh, s_bot) + shift * 0.6, _jaw(mesh, last - s_bot) + shift * 0.6
     inset *= fr.size
     st_l, st_r = st_l + a3 * inset, st_r - a3 * inset
