@@ -15,7 +15,7 @@ from .errors import PerifaceError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Masked-face recognition, fever screening, privacy built in.")
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 JsonOpt = typer.Option(False, "--json", help="print one JSON document on stdout")
 EmbedderOpt = typer.Option("sface", "--embedder", help="sface | dlib | fusion")
@@ -215,6 +215,17 @@ def demo(
         fail(e, as_json)
     if as_json:
         emit(True, doc, lambda: None)
+
+
+def _register_subcommands() -> None:
+    from .evaluation.commands import eval_app
+    from .mask.commands import mask_synth
+
+    app.add_typer(eval_app, name="eval")
+    app.command("mask-synth")(mask_synth)
+
+
+_register_subcommands()
 
 
 def main() -> None:

@@ -95,5 +95,6 @@ class FaceFinder:
         if len(faces) == 0:
             return faces
         wh = faces.boxes[:, 2:] - faces.boxes[:, :2]
-        ok = (wh.min(axis=1) >= self.min_face_px) & np.isfinite(faces.landmarks).all(axis=(1, 2))
+        finite = np.isfinite(faces.landmarks).all(axis=(1, 2)) & np.isfinite(faces.boxes).all(axis=1)
+        ok = finite & (np.nan_to_num(wh.min(axis=1)) >= self.min_face_px)
         return faces.select(np.flatnonzero(ok))

@@ -41,8 +41,11 @@ class YuNetDetector:
             _, rows = net.detect(bgr)
         if rows is None or len(rows) == 0:
             return Faces.empty((h, w))
-        rows = rows.astype(np.float32) / np.float32(scale)
+        rows = rows.astype(np.float32)
+        rows = rows[np.isfinite(rows).all(axis=1)] / np.float32(scale)
         rows[:, 14] *= scale  # the score column is not a coordinate
+        if len(rows) == 0:
+            return Faces.empty((h, w))
         boxes = np.stack([rows[:, 0], rows[:, 1], rows[:, 0] + rows[:, 2], rows[:, 1] + rows[:, 3]], axis=1)
         return Faces(
             boxes=boxes,

@@ -118,3 +118,20 @@ def embed_paths(
 def stable_seed(*parts: str) -> int:
     """A per-image seed that does not depend on Python's hash randomisation."""
     return int.from_bytes(hashlib.sha256("|".join(parts).encode()).digest()[:4], "little")
+
+
+def build_pipelines(names: list[str]) -> list:
+    """Named pipelines: ``face_recognition`` (the reference) or ``periface-<embedder>``."""
+    from ..engine import Engine
+    from .reference import FaceRecognitionReference
+    from .verification import NamedPipeline
+
+    out = []
+    for name in names:
+        if name == "face_recognition":
+            ref = FaceRecognitionReference()
+            out.append(NamedPipeline(name, reference_pipeline(ref), ref.dim))
+        else:
+            eng = Engine(name.removeprefix("periface-"))
+            out.append(NamedPipeline(name, periface_pipeline(eng), eng.embedder.dim))
+    return out

@@ -1,0 +1,135 @@
+"""Detection quality on boxed scenes: recall, precision and average precision at IoU 0.5, per mask class and size.
+
+Matching is Pascal-VOC's: detections sorted by score, each takes the best-overlapping unmatched ground-truth box
+with IoU >= 0.5, else it is a false box. Size bands use the box's shorter side (ground truth for recall, the
+detection's own box for precision): ``small`` < 32 px, ``medium`` 32-96 px, ``large`` > 96 px.
+
+>>> acc = DetectionTally()
+>>> acc.add(gt_boxes, gt_states, det_boxes, det_scores)        # doctest: +SKIP
+>>> acc.summary()["masked>=32"]["recall"]                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..detect.base import iou_matrix
+
+BANDS = {"small": (0, 32), "medium": (32, 96), "large": (96, 1e9)}
+
+
+def band_of(boxes: np.ndarray) -> np.ndarray:
+    side = np.min(boxes[:, 2:] - boxes[:, :2], axis=1) if len(boxes) else np.zeros((0,))
+    return np.where(side < 32, "small", np.where(side <= 96, "medium", "large"))
+
+
+def match(gt: np.ndarray, det: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """(gt_hit (G,) bool, det_tp (D,) bool): greedy VOC matching, best score first."""
+    gt_hit = np.zeros(len(gt), bool)
+    det_tp = np.zeros(len(det), bool)
+    if len(gt) == 0 or len(det) == 0:
+        return gt_hit, det_tp
+    iou = iou_matrix(det, gt)
+    for d in np.argsort(-scores):
+        cand = np.where(gt_hit, -1.0, iou[d])
+        g = int(np.argmax(cand))
+        if cand[g] >= iou_threshold:
+            gt_hit[g] = True
+            det_tp[d] = True
+    return gt_hit, det_tp
+
+
+def average_precision(scores: np.ndarray, tp: np.ndarray, n_gt: int) -> float:
+    """Area under the interpolated precision-recall curve (all points, as VOC 2010+)."""
+    if n_gt == 0:
+        return float("nan")
+    order = np.argsort(-scores)
+    tp = tp[order].astype(np.float64)
+    ctp, cfp = np.cumsum(tp), np.cumsum(1 - tp)
+    recall = ctp / n_gt
+    precision = ctp / np.maximum(ctp + cfp, 1e-12)
+    r = np.concatenate([[0.0], recall, [recall[-1] if len(recall) else 0.0]])
+    p = np.concatenate([[1.0], precision, [0.0]])
+    p = np.maximum.accumulate(p[::-1])[::-1]
+    return float(np.sum((r[1:] - r[:-1]) * p[1:]))
+
+
+@dataclass
+class DetectionTally:
+    """Accumulates matches over images; ``summary()`` gives the tables."""
+
+    gt_state: list[np.ndarray] = field(default_factory=list)
+    gt_band: list[np.ndarray] = field(default_factory=list)
+    gt_hit: list[np.ndarray] = field(default_factory=list)
+    det_score: list[np.ndarray] = field(default_factory=list)
+    det_tp: list[np.ndarray] = field(default_factory=list)
+    det_band: list[np.ndarray] = field(default_factory=list)
+    det_state: list[np.ndarray] = field(default_factory=list)  # state of the matched ground truth, "" if false
+
+    def add(self, gt: np.ndarray, states: list[str], det: np.ndarray, scores: np.ndarray) -> None:
+        gt = np.asarray(gt, np.float32).reshape(-1, 4)
+        det = np.asarray(det, np.float32).reshape(-1, 4)
+        scores = np.asarray(scores, np.float32).reshape(-1)
+        hit, tp = match(gt, det, scores)
+        # Which ground truth each true detection took, to know its class (for per-class AP).
+        state_of_det = np.full(len(det), "", dtype=object)
+        if len(gt) and len(det):
+            iou = iou_matrix(det, gt)
+            taken = np.zeros(len(gt), bool)
+            for d in np.argsort(-scores):
+                if tp[d]:
+                    g = int(np.argmax(np.where(taken, -1.0, iou[d])))
+                    taken[g] = True
+                    state_of_det[d] = states[g]
+        self.gt_state.append(np.array(states, dtype=object))
+        self.gt_band.append(band_of(gt))
+        self.gt_hit.append(hit)
+        self.det_score.append(scores)
+        self.det_tp.append(tp)
+        self.det_band.append(band_of(det))
+        self.det_state.append(state_of_det)
+
+    def _cat(self, name: str) -> np.ndarray:
+        parts = getattr(self, name)
+        return np.concatenate(parts) if parts else np.zeros((0,))
+
+    def summary(self) -> dict[str, Any]:
+        gs, gb, gh = self._cat("gt_state"), self._cat("gt_band"), self._cat("gt_hit").astype(bool)
+        ds, dt, db = self._cat("det_score"), self._cat("det_tp").astype(bool), self._cat("det_band")
+        out: dict[str, Any] = {"images": len(self.gt_hit), "faces": int(len(gs)), "detections": int(len(ds))}
+
+        def row(gsel: np.ndarray, dsel: np.ndarray | None) -> dict[str, Any]:
+            r: dict[str, Any] = {"faces": int(gsel.sum()), "found": int(gh[gsel].sum()),
+                                 "recall": _ratio(gh[gsel].sum(), gsel.sum())}
+            if dsel is not None:
+                r["detections"] = int(dsel.sum())
+                r["false_boxes"] = int((~dt[dsel]).sum())
+                r["precision"] = _ratio(dt[dsel].sum(), dsel.sum())
+                # AP restricted to a band: ground truth of the band, detections of the band.
+                r["ap"] = average_precision(ds[dsel], dt[dsel], int(gsel.sum()))
+            return r
+
+        every_det = np.ones(len(ds), bool)
+        out["all"] = row(np.ones(len(gs), bool), every_det)
+        for band in BANDS:
+            out[band] = row(gb == band, db == band)
+        big_det = db != "small"
+        out[">=32"] = row(gb != "small", big_det)
+        masked = np.isin(gs, ["correct", "incorrect"])
+        out["masked>=32"] = row(masked & (gb != "small"), None)
+        out["masked>=32"]["precision_of_boxes>=32"] = out[">=32"]["precision"]
+        out["per_class"] = {}
+        for state in ("correct", "incorrect", "none"):
+            sel = gs == state
+            per = {"all": row(sel, None)}
+            for band in BANDS:
+                per[band] = row(sel & (gb == band), None)
+            out["per_class"][state] = per
+        return out
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return float(a) / float(b) if b else None

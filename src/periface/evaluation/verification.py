@@ -1,0 +1,118 @@
+"""Pair verification protocol (LFW View-2 format or any list in it): accuracy, TAR at FAR, EER, ROC.
+
+Each pipeline embeds every image once (cached on disk); with ``mask="probe"`` the second image of every pair is
+replaced by a masked rendering of it, with ``mask="both"`` both are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .lfw import Pair, read_pairs
+from .metrics import eer, kfold_accuracy, roc, tar_at_far
+from .pipelines import EmbeddingCache, Pipeline, embed_paths, stable_seed
+
+Masker = Callable[[np.ndarray, str], np.ndarray]
+
+
+@dataclass
+class NamedPipeline:
+    name: str
+    run: Pipeline
+    dim: int
+
+
+def make_masker(seed: int, counter: dict[str, int] | None = None) -> Masker:
+    """Render a random mask on each image, seeded by (image path, seed); unmasked if no face mesh is found."""
+    from ..mask.render import add_mask
+
+    def mask(rgb: np.ndarray, path: str) -> np.ndarray:
+        result = add_mask(rgb, seed=stable_seed(path, str(seed)))
+        if result is None:
+            if counter is not None:
+                counter["not_masked"] = counter.get("not_masked", 0) + 1
+            return rgb
+        return result.image
+
+    return mask
+
+
+def pair_scores(pairs: list[Pair], first: dict[str, np.ndarray], second: dict[str, np.ndarray]) -> np.ndarray:
+    return np.array([float(np.dot(first[p.a], second[p.b])) for p in pairs])  # NaN when a face is missing
+
+
+def evaluate_pairs(
+    pairs_file: Path,
+    images_root: Path,
+    pipelines: list[NamedPipeline],
+    *,
+    mask: str = "none",
+    seed: int = 0,
+    progress: Callable[[str, int], Callable[[], None]] | None = None,
+) -> dict:
+    pairs = read_pairs(pairs_file)
+    same = np.array([p.same for p in pairs])
+    folds = np.array([p.fold for p in pairs])
+    firsts = sorted({p.a for p in pairs})
+    seconds = sorted({p.b for p in pairs})
+    report: dict = {"pairs_file": str(pairs_file), "pairs": len(pairs), "mask": mask, "seed": seed, "pipelines": {}}
+    for pl in pipelines:
+        counter: dict[str, int] = {}
+        plain_cache = EmbeddingCache(pl.name, "none")
+        masked_cache = EmbeddingCache(pl.name, f"masked-s{seed}")
+        masker = make_masker(seed, counter) if mask != "none" else None
+        tick = progress(pl.name, len(firsts) + len(seconds)) if progress else None
+        a_emb = embed_paths(firsts, images_root, pl.run, masked_cache if mask == "both" else plain_cache, pl.dim,
+                            masker if mask == "both" else None, tick)
+        b_emb = embed_paths(seconds, images_root, pl.run, masked_cache if mask != "none" else plain_cache, pl.dim,
+                            masker, tick)
+        scores = pair_scores(pairs, a_emb, b_emb)
+        missing_a = {p for p, v in a_emb.items() if not np.isfinite(v).all()}
+        missing_b = {p for p, v in b_emb.items() if not np.isfinite(v).all()}
+        acc, acc_std = kfold_accuracy(scores, same, folds)
+        tar2, _ = tar_at_far(scores, same, 1e-2)
+        tar3, _ = tar_at_far(scores, same, 1e-3)
+        far, tar = roc(scores, same)
+        report["pipelines"][pl.name] = {
+            "accuracy": acc, "accuracy_std": acc_std, "tar_at_far_1e-2": tar2, "tar_at_far_1e-3": tar3,
+            "eer": eer(scores, same),
+            "images_without_face": len(missing_a | missing_b),
+            "pairs_with_missing_face": int(np.sum(~np.isfinite(scores))),
+            "masks_not_rendered": counter.get("not_masked", 0),
+            "roc": {"far": far[:: max(1, len(far) // 400)].tolist(), "tar": tar[:: max(1, len(tar) // 400)].tolist()},
+            "_scores": scores, "_same": same,
+        }
+    return report
+
+
+def plot_roc(report: dict, out_png: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.2), dpi=110)
+    for name, r in report["pipelines"].items():
+        far, tar = roc(r["_scores"], r["_same"])
+        ax.plot(np.maximum(far, 1e-4), tar, label=f"{name} (acc {r['accuracy']:.3f})")
+    ax.set_xscale("log")
+    ax.set_xlim(1e-3, 1)
+    ax.set_xlabel("false accept rate")
+    ax.set_ylabel("true accept rate")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png)
+    plt.close(fig)
+
+
+def public(report: dict) -> dict:
+    """The report without its raw score arrays (for JSON)."""
+    return {**report, "pipelines": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")}
+                                    for k, v in report["pipelines"].items()}}
