@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
+import queue
 import tempfile
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 from fastapi import UploadFile
@@ -113,20 +115,43 @@ class Service:
             retention = RetentionPolicy(settings.retention_days) if settings.retention_days else None
             gallery = Gallery(self.gallery_dir, engine=engine, keep_images=keep_images, retention=retention)
         self.gallery = gallery
-        self._engine = engine or getattr(gallery, "engine", None)
+        self._given_engine = engine
+        # Engines for the gallery-free work (detect, verify, redact), one per concurrent request: the models are
+        # not known to be thread-safe, but OpenCV and ONNX Runtime release the GIL, so two engines use two cores.
+        self._pool: queue.Queue = queue.Queue()
+        self._pool_size = 1 if engine is not None else max(1, settings.workers)
+        self._pool_created = 0
+        self._pool_lock = threading.Lock()
         self.keys = KeyStore(self.gallery_dir / KEYS_FILE)
         self.buckets = TokenBuckets(settings.rate_per_second, settings.rate_burst)
-        # The models and the FAISS index are not known to be thread-safe; one request computes at a time.
-        self.compute = threading.Lock()
+        # The gallery (SQLite connection, FAISS index, its own engine) serves one request at a time.
+        self.gallery_lock = threading.Lock()
+        self.thermal_lock = threading.Lock()
+        self.redact_lock = threading.Lock()
         self._screener: Any = None
 
-    @property
-    def engine(self) -> Any:
-        if self._engine is None:
-            from ..engine import Engine
+    @contextmanager
+    def engine(self) -> Iterator[Any]:
+        """An engine from the pool, for one request; created on first need, up to ``settings.workers``."""
+        try:
+            engine = self._pool.get_nowait()
+        except queue.Empty:
+            with self._pool_lock:
+                create = self._pool_created < self._pool_size
+                if create:
+                    self._pool_created += 1
+            engine = self._new_engine() if create else self._pool.get()
+        try:
+            yield engine
+        finally:
+            self._pool.put(engine)
 
-            self._engine = Engine(settings=self.image_settings)
-        return self._engine
+    def _new_engine(self) -> Any:
+        if self._given_engine is not None:
+            return self._given_engine
+        from ..engine import Engine
+
+        return Engine(getattr(self.gallery, "embedder_name", "sface"), settings=self.image_settings)
 
     @property
     def audit(self) -> Any:
@@ -196,8 +221,8 @@ class Service:
     def detect(self, p: Principal, data: bytes) -> DetectResponse:
         p.need_purpose()
         rgb = self.decode(data)
-        with self.compute:
-            faces = self.engine.analyze(rgb, embed=False)
+        with self.engine() as engine:
+            faces = engine.analyze(rgb, embed=False)
         boxes = np.asarray(faces.boxes).reshape(-1, 4)
         scores = np.asarray(faces.scores).reshape(-1)
         landmarks = getattr(faces, "landmarks", None)
@@ -216,8 +241,8 @@ class Service:
     def verify(self, p: Principal, a: bytes, b: bytes) -> VerifyResponse:
         purpose = p.need_purpose()
         img_a, img_b = self.check_image(a, "a"), self.check_image(b, "b")
-        with self.compute:
-            result = self.engine.verify(img_a, img_b)
+        with self.engine() as engine:
+            result = engine.verify(img_a, img_b)
         self.audit.append(
             "verify", actor=p.key.id, role=p.key.role, purpose=purpose, inputs=[sha256_hex(a), sha256_hex(b)],
             subjects=[], scores=[float(result.score)], details={"same": bool(result.same)},
@@ -233,18 +258,18 @@ class Service:
             raise ConsentError("enrolment needs at least one photo")
         p.need_purpose()
         arrays = [self.check_image(d, f"image {i + 1}") for i, d in enumerate(images)]
-        with self.compute:
+        with self.gallery_lock:
             self.gallery.enroll(name, arrays, consent=consent, actor=p.key.id, role=p.key.role)
         return self.read_identity(name)
 
     def list_identities(self) -> list[IdentityOut]:
-        with self.compute:
+        with self.gallery_lock:
             items = list(self.gallery.identities())
         kept = bool(getattr(self.gallery, "keep_images", False))
         return [self._identity_out(i, kept=kept) if not isinstance(i, str) else self.read_identity(i) for i in items]
 
     def read_identity(self, name: str) -> IdentityOut:
-        with self.compute:
+        with self.gallery_lock:
             info = self.gallery.identity(name)
         if info is None:
             raise UnknownIdentityError(f"no identity named {name!r}")
@@ -276,7 +301,7 @@ class Service:
 
     def erase(self, p: Principal, name: str) -> ErasureOut:
         purpose = p.with_purpose(p.purpose or "erasure request").need_purpose()
-        with self.compute:
+        with self.gallery_lock:
             self.gallery.remove(name, actor=p.key.id, role=p.key.role, purpose=purpose)
         last = self.audit.records(action="erase", limit=1)
         return ErasureOut(erased=name, audit_seq=last[0].seq if last else None)
@@ -285,7 +310,7 @@ class Service:
         purpose = p.need_purpose()
         k = max(1, min(int(k), self.settings.max_k))
         probe = self.check_image(data, "probe")
-        with self.compute:
+        with self.gallery_lock:
             found = self.gallery.search(probe, k=k, purpose=purpose, actor=p.key.id, role=p.key.role)
         candidates = [
             CandidateOut(
@@ -310,7 +335,7 @@ class Service:
 
     def decide(self, p: Principal, body: DecisionIn) -> DecisionOut:
         purpose = p.need_purpose()
-        with self.compute:
+        with self.gallery_lock:
             pseudonym = self.pseudonym(body.identity)
         details: dict[str, Any] = {}
         if body.note:
@@ -329,7 +354,7 @@ class Service:
         with tempfile.TemporaryDirectory(prefix="periface-screen-") as tmp:
             path = Path(tmp) / ("frame" + suffix)
             path.write_bytes(data)
-            with self.compute:
+            with self.thermal_lock:
                 frame = thermal.read_thermal(path)
                 if self._screener is None:
                     self._screener = thermal.Screener()  # keeps the running population median across frames
@@ -356,11 +381,15 @@ class Service:
 
     def redact(self, p: Principal, data: bytes, filename: str, method: str, margin: float) -> tuple[bytes, str, int]:
         purpose = p.need_purpose()
-        from ..privacy.redact import redact_image
+        from ..privacy.redact import default_detector, redact_image
 
         rgb = self.decode(data)
-        with self.compute:
-            boxes = np.asarray(self.engine.analyze(rgb, embed=False, mask=False).boxes).reshape(-1, 4)
+        if self._given_engine is not None:  # tests inject an engine: use its detector
+            with self.engine() as engine:
+                boxes = np.asarray(engine.analyze(rgb, embed=False, mask=False).boxes).reshape(-1, 4)
+        else:
+            with self.redact_lock:  # the same recall-tuned detector as `periface redact`
+                boxes = default_detector(rgb)
         out = redact_image(rgb, boxes, method=method, margin=margin)  # type: ignore[arg-type]
         fmt, media = ("PNG", "image/png") if Path(filename).suffix.lower() == ".png" else ("JPEG", "image/jpeg")
         buf = io.BytesIO()
@@ -392,7 +421,7 @@ class Service:
         return info
 
     def purge(self) -> int:
-        with self.compute:
+        with self.gallery_lock:
             removed = self.gallery.purge_expired()
         return len(removed) if isinstance(removed, (list, tuple, set)) else int(removed or 0)
 
@@ -401,7 +430,7 @@ class Service:
         getter = getattr(self.gallery, "thumbnail", None) or getattr(self.gallery, "image", None)
         if getter is None:
             return None
-        with self.compute:
+        with self.gallery_lock:
             try:
                 img = getter(name)
             except PerifaceError:

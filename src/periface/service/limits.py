@@ -20,6 +20,7 @@ class ServiceSettings(BaseSettings):
     max_pixels: int = Field(25_000_000, description="largest decoded image (width x height)")
     rate_per_second: float = Field(20.0, description="sustained requests per second per API key")
     rate_burst: int = Field(40, description="requests a key may send at once before the rate applies")
+    workers: int = Field(2, description="engines for detect/verify/redact in parallel (one per core)")
     max_k: int = Field(50, description="most candidates a search may return")
     purge_interval_s: float = Field(3600.0, description="how often expired identities are deleted; 0 = never")
     session_ttl_s: int = Field(8 * 3600, description="how long a web-page login lasts")
