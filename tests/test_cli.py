@@ -44,7 +44,7 @@ def test_enroll_search_remove_roundtrip(tmp_path, key_env):
     cands = json.loads(r.stdout)["candidates"]
     assert cands[0]["identity"] == "obama" and len(cands) == 2 and "far" in cands[0]
     r = run("remove", "--gallery", g, "--id", "obama", "--json")
-    assert r.exit_code == 0 and json.loads(r.stdout)["erased_templates"] == 1
+    assert r.exit_code == 0 and json.loads(r.stdout)["erased_templates"] >= 1
     r = run("remove", "--gallery", g, "--id", "obama")
     assert r.exit_code != 0 and "obama" in r.stderr
 

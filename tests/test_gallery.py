@@ -59,8 +59,12 @@ def test_wrong_key_refused(gallery, engine):
 
 
 def test_remove_erases_every_trace(gallery):
+    info = gallery.identity("obama")
     n = gallery.remove("obama")
-    assert n == 1 and "obama" not in gallery
+    assert n == info.templates + info.masked_templates and "obama" not in gallery
+    with sqlite3.connect(gallery.path / "gallery.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM templates").fetchone()[0] == sum(
+            i.templates + i.masked_templates for i in gallery.identities())
     raw = snapshot(gallery)
     assert b"obama" not in raw
     cands = gallery.search(SAMPLES / "probe_obama.jpg", k=10)
@@ -121,7 +125,7 @@ def test_purge_expired_identities(gallery):
 def test_rotate_key_reencrypts(gallery, engine):
     new = generate_key()
     rows = gallery.rotate_key(new)
-    assert rows == 5
+    assert rows == sum(i.templates + i.masked_templates for i in gallery.identities())
     reopened = Gallery(gallery.path, engine=engine, key=new)
     assert reopened.search(SAMPLES / "probe_obama.jpg", k=1)[0].identity == "obama"
     assert reopened.audit.verify().ok

@@ -17,6 +17,7 @@ from .errors import NoFaceError
 from .faces import Faces
 from .image import ImageInput, describe, load_image
 from .mask.classify import MaskClassifier, default_mask_classifier
+from .masked import MaskedPathParams, fuse, masked_reference_embeddings, params_for
 from .match import Calibration, Verification, calibration_for, similarity
 
 
@@ -44,6 +45,8 @@ class Engine:
         self.finder = finder or FaceFinder.default(self.settings)
         self._mask_classifier = mask_classifier
         self._calibration: Calibration | None = None
+        self._masked_calibration: Calibration | None = None
+        self._adapter = None
 
     @property
     def mask_classifier(self) -> MaskClassifier:
@@ -56,6 +59,49 @@ class Engine:
         if self._calibration is None:
             self._calibration = calibration_for(self.embedder.name)
         return self._calibration
+
+    # --- the masked path (see periface.masked) ----------------------------------------------------------------
+
+    @property
+    def masked_params(self) -> MaskedPathParams:
+        return params_for(self.embedder.name)
+
+    @property
+    def has_masked_path(self) -> bool:
+        """True when this embedder ships a masked-path calibration (else masked probes are matched plainly)."""
+        try:
+            self.masked_calibration
+        except FileNotFoundError:
+            return False
+        return True
+
+    @property
+    def masked_calibration(self) -> Calibration:
+        if self._masked_calibration is None:
+            self._masked_calibration = calibration_for(f"{self.embedder.name}-masked")
+        return self._masked_calibration
+
+    def adapt(self, embeddings: np.ndarray) -> np.ndarray:
+        """Embeddings of masked faces mapped toward their unmasked counterparts (identity if no adapter ships)."""
+        name = self.masked_params.adapter
+        if name is None:
+            return np.atleast_2d(embeddings)
+        if self._adapter is None:
+            from .embed.adapter import EmbeddingAdapter
+
+            self._adapter = EmbeddingAdapter.load(name)
+        return self._adapter(embeddings)
+
+    def masked_references(self, rgb: np.ndarray, faces: Faces, seed: int = 0) -> np.ndarray:
+        """(k, D) embeddings of the first face in ``faces`` re-rendered wearing k masks (k = masked_params.variants)."""
+        return masked_reference_embeddings(self.embedder, rgb, faces.boxes[0], faces.landmarks[0],
+                                           self.masked_params.variants, seed)
+
+    def masked_score(self, probe: np.ndarray, reference: np.ndarray, masked_refs: np.ndarray) -> float:
+        """Fused masked-path score of a masked probe against an unmasked reference and its masked renders."""
+        adapted = float(self.adapt(probe)[0] @ reference)
+        refs = float(np.max(masked_refs @ probe)) if len(masked_refs) else float("nan")
+        return float(fuse(adapted, refs, self.masked_params.weight_masked_refs))
 
     def load(self, source: ImageInput) -> np.ndarray:
         return load_image(source, self.settings)
@@ -103,28 +149,43 @@ class Engine:
     def verify(
         self, a: ImageInput, b: ImageInput, *, far: float | None = None, crop: bool = False
     ) -> Verification:
-        """Are ``a`` and ``b`` the same person? Images or (D,) embeddings; threshold set at ``far`` (default 1e-3)."""
+        """Are ``a`` and ``b`` the same person? Images or (D,) embeddings; threshold set at ``far`` (default 1e-3).
+
+        When exactly one image shows a masked face, the masked path decides: the masked face is compared with the
+        other one re-rendered wearing masks and, through the unmasking adapter, with the other one as it is; the
+        threshold then comes from the masked-path calibration.
+        """
         target = self.settings.verify_far if far is None else far
         notes: list[str] = []
-        vectors = []
+        sides = []
         for label, item in (("first", a), ("second", b)):
             if isinstance(item, np.ndarray) and item.ndim == 1:
-                vectors.append(item)
+                sides.append((np.asarray(item, np.float32), None, None, False))
                 continue
-            face = self.face(item, crop=crop)
+            rgb = self.load(item)
+            face = self.face(rgb, crop=crop, name=describe(item))
             notes += [f"{label} image: {n}" for n in face.notes]
-            if face.mask and face.mask[0] != "none":
+            masked = bool(face.mask) and face.mask[0] != "none"
+            if masked:
                 notes.append(f"{label} image: mask worn ({face.mask[0]})")
-            vectors.append(face.embeddings[0])
-        score = float(similarity(vectors[0], vectors[1]))
-        threshold = self.calibration.threshold(target)
+            sides.append((face.embeddings[0], face, rgb, masked))
+        (ea, fa, ra, ma), (eb, fb, rb, mb) = sides
+        calibration, mode = self.calibration, "plain"
+        score = float(similarity(ea, eb))
+        if ma != mb and self.has_masked_path:
+            probe, ref, ref_face, ref_rgb = (ea, eb, fb, rb) if ma else (eb, ea, fa, ra)
+            refs = self.masked_references(ref_rgb, ref_face) if ref_rgb is not None else np.zeros((0, len(probe)))
+            score = self.masked_score(probe, ref, refs)
+            calibration, mode = self.masked_calibration, "masked"
+        threshold = calibration.threshold(target)
         return Verification(
             score=score,
             same=score >= threshold,
             threshold=threshold,
-            far=float(self.calibration.far(score)),
+            far=float(calibration.far(score)),
             target_far=target,
             notes=tuple(notes),
+            mode=mode,
         )
 
     def embed_many(self, images: Sequence[ImageInput], *, crop: bool = False) -> list[np.ndarray | None]:

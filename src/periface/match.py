@@ -99,6 +99,7 @@ class Verification:
     far: float  # the FAR that ``score`` corresponds to
     target_far: float  # the FAR the threshold was set at
     notes: tuple[str, ...] = ()
+    mode: str = "plain"  # "masked" when one face wore a mask and the masked path decided
 
 
 @dataclass(frozen=True)

@@ -43,3 +43,13 @@ def read_pairs(path: Path) -> list[Pair]:
 
 def pair_images(pairs: list[Pair]) -> list[str]:
     return sorted({p.a for p in pairs} | {p.b for p in pairs})
+
+
+def people_in(pairs_files: list[Path]) -> set[str]:
+    """Everyone named in the given pair lists."""
+    names: set[str] = set()
+    for f in pairs_files:
+        for p in read_pairs(f):
+            names.add(p.a.split("/")[0])
+            names.add(p.b.split("/")[0])
+    return names

@@ -27,11 +27,15 @@ class NamedPipeline:
 
 
 def make_masker(seed: int, counter: dict[str, int] | None = None) -> Masker:
-    """Render a random mask on each image, seeded by (image path, seed); unmasked if no face mesh is found."""
+    """Render a random mask, worn correctly (nose and mouth covered), on each image, seeded by (image path, seed).
+
+    Unmasked if no face mesh is found (counted). Masks worn under the nose or on the chin would leave most of the
+    face visible and flatter every method, so the evaluation uses full coverage only.
+    """
     from ..mask.render import add_mask
 
     def mask(rgb: np.ndarray, path: str) -> np.ndarray:
-        result = add_mask(rgb, seed=stable_seed(path, str(seed)))
+        result = add_mask(rgb, seed=stable_seed(path, str(seed)), coverage="full")
         if result is None:
             if counter is not None:
                 counter["not_masked"] = counter.get("not_masked", 0) + 1

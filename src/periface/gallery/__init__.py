@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import ConsentError, EncryptionKeyError, GalleryError, ImageError, UnknownIdentityError
 from ..image import ImageInput, describe, load_image
+from ..masked import fuse
 from ..match import Candidate
 from ..privacy.audit import AuditLog
 from ..privacy.consent import Consent
@@ -224,14 +225,20 @@ class Gallery:
         if not images:
             raise ImageError("no images given", source=identity)
         engine = self.engine
-        vectors, digests, notes, raw_images = [], [], [], []
+        vectors, masked_vectors, digests, notes, raw_images = [], [], [], [], []
         for img in images:
-            face = engine.face(img, crop=crop)
+            rgb = engine.load(img)
+            face = engine.face(rgb, crop=crop, name=describe(img))
             notes += [f"{describe(img)}: {n}" for n in face.notes]
+            digest = input_digest(img)
             vectors.append(face.embeddings[0])
-            digests.append(input_digest(img))
+            digests.append(digest)
+            # Masked variants of an unmasked enrolment photo: what a masked probe of this person is compared with.
+            wears_mask = bool(face.mask) and face.mask[0] != "none"
+            masked_vectors.append(engine.masked_references(rgb, face, seed=int(digest[:8], 16))
+                                  if engine.has_masked_path and not wears_mask else np.zeros((0, engine.embedder.dim)))
             if self.keep_images:
-                raw_images.append(_image_bytes(img, engine))
+                raw_images.append(_image_bytes(rgb))
         now = _now()
         with store.transaction(self._db) as db:
             row = db.execute("SELECT id, pseudonym FROM identities WHERE name = ?", (identity,)).fetchone()
@@ -251,29 +258,32 @@ class Gallery:
                 (identity_id, consent.subject, consent.purpose, consent.collected_by,
                  consent.collected_at.isoformat(), consent.expires.isoformat(), consent.reference),
             )
-            new_ids = []
-            for vec, digest in zip(vectors, digests):
-                cur = db.execute(
-                    "INSERT INTO templates(identity_id, kind, source_sha256, vector, created_at) VALUES (?, 'plain', ?, x'', ?)",
-                    (identity_id, digest, now),
-                )
-                tid = cur.lastrowid
-                blob = self._cipher.encrypt(vec, f"template:{tid}:{identity_id}".encode())
-                db.execute("UPDATE templates SET vector = ? WHERE id = ?", (blob, tid))
-                new_ids.append(tid)
+            new_ids, new_vectors = [], []
+            for vec, variants, digest in zip(vectors, masked_vectors, digests):
+                for kind, v in [("plain", vec)] + [("masked", m) for m in variants]:
+                    cur = db.execute(
+                        "INSERT INTO templates(identity_id, kind, source_sha256, vector, created_at) VALUES (?, ?, ?, x'', ?)",
+                        (identity_id, kind, digest, now),
+                    )
+                    tid = cur.lastrowid
+                    blob = self._cipher.encrypt(v, f"template:{tid}:{identity_id}".encode())
+                    db.execute("UPDATE templates SET vector = ? WHERE id = ?", (blob, tid))
+                    new_ids.append(tid)
+                    new_vectors.append(v)
             for digest, data in zip(digests, raw_images):
                 cur = db.execute("INSERT INTO images(identity_id, sha256, data) VALUES (?, ?, x'')", (identity_id, digest))
                 blob = self._cipher.seal(data, f"image:{cur.lastrowid}:{identity_id}".encode())
                 db.execute("UPDATE images SET data = ? WHERE id = ?", (blob, cur.lastrowid))
             generation = self._bump_generation(db)
         index = self._template_index_after_write(generation)
-        index.add(np.array(new_ids, np.int64), np.stack(vectors))
+        index.add(np.array(new_ids, np.int64), np.stack(new_vectors))
         index.save(self.path / INDEX_NAME, self._cipher, generation)
         self.audit.append(
             "enrol", actor=actor or self.actor, role=role or self.role, purpose=consent.purpose, inputs=digests,
-            subjects=[pseudonym], scores=[], details={"templates": len(new_ids), "consent_expires": consent.expires.isoformat()},
+            subjects=[pseudonym], scores=[], details={"templates": len(vectors), "masked_templates": len(new_ids) - len(vectors),
+                                                      "consent_expires": consent.expires.isoformat()},
         )
-        return EnrolResult(identity, len(new_ids), tuple(notes))
+        return EnrolResult(identity, len(vectors), tuple(notes))
 
     def _template_index_after_write(self, generation: int) -> TemplateIndex:
         # The in-memory index was current one generation ago: update it in place instead of rebuilding.
@@ -301,9 +311,9 @@ class Gallery:
         """
         if k < 1:
             raise ValueError("k must be at least 1")
-        face = self.engine.face(img, crop=crop)
+        face = self.engine.face(img, crop=crop, name=describe(img))
         masked = bool(face.mask) and face.mask[0] != "none"
-        candidates = self._rank(face.embeddings[0], k)
+        candidates = self._rank(face.embeddings[0], k, masked=masked)
         pseudonyms = self._pseudonyms([c.identity for c in candidates])
         candidates = [Candidate(c.identity, c.score, c.rank, c.far, masked) for c in candidates]
         self.audit.append(
@@ -313,29 +323,46 @@ class Gallery:
         )
         return candidates
 
-    def search_embedding(self, vector: np.ndarray, k: int = 10) -> list[Candidate]:
+    def search_embedding(self, vector: np.ndarray, k: int = 10, *, masked: bool = False) -> list[Candidate]:
         """Rank identities for a probe embedding (no audit record: for evaluation code that audits itself)."""
-        return self._rank(np.asarray(vector, np.float32), k)
+        return self._rank(np.asarray(vector, np.float32), k, masked=masked)
 
-    def _rank(self, vector: np.ndarray, k: int) -> list[Candidate]:
-        index = self._template_index()
-        depth = min(len(index), max(k * 8, 64))
-        scores, ids = index.search(vector, depth)
-        if len(ids) == 0:
-            return []
-        rows = self._db.execute(
-            f"SELECT t.id, i.name FROM templates t JOIN identities i ON i.id = t.identity_id "
-            f"WHERE t.id IN ({','.join('?' * len(ids))})", [int(i) for i in ids],
-        ).fetchall()
-        owner = {r["id"]: r["name"] for r in rows}
-        best: dict[str, float] = {}
-        for score, tid in zip(scores, ids):
-            name = owner.get(int(tid))
-            if name is not None and name not in best:
-                best[name] = float(score)
+    def _rank(self, vector: np.ndarray, k: int, *, masked: bool = False) -> list[Candidate]:
+        """Best identities for a probe. A masked probe goes through the masked path when the engine has one."""
+        engine = self.engine
+        if masked and engine.has_masked_path:
+            adapted = self._best_per_identity(engine.adapt(vector)[0], "plain", k)
+            refs = self._best_per_identity(vector, "masked", k)
+            w = engine.masked_params.weight_masked_refs
+            best = {n: float(fuse(s, refs.get(n, float("nan")), w)) for n, s in adapted.items()}
+            cal = engine.masked_calibration
+        else:
+            best = self._best_per_identity(vector, "plain", k)
+            cal = engine.calibration
         ranked = sorted(best.items(), key=lambda kv: -kv[1])[:k]
-        cal = self.engine.calibration
-        return [Candidate(name, score, rank + 1, float(cal.far(score))) for rank, (name, score) in enumerate(ranked)]
+        return [Candidate(name, score, rank + 1, float(cal.far(score)), masked) for rank, (name, score) in enumerate(ranked)]
+
+    def _best_per_identity(self, vector: np.ndarray, kind: str, k: int) -> dict[str, float]:
+        """Each identity's best template score of one kind, searching deeper until k identities are found."""
+        index = self._template_index()
+        total = len(index)
+        depth = min(total, max(64, 16 * k))
+        while True:
+            scores, ids = index.search(vector, depth)
+            best: dict[str, float] = {}
+            if len(ids):
+                rows = self._db.execute(
+                    f"SELECT t.id, i.name FROM templates t JOIN identities i ON i.id = t.identity_id "
+                    f"WHERE t.kind = ? AND t.id IN ({','.join('?' * len(ids))})", [kind] + [int(i) for i in ids],
+                ).fetchall()
+                owner = {r["id"]: r["name"] for r in rows}
+                for score, tid in zip(scores, ids):
+                    name = owner.get(int(tid))
+                    if name is not None and name not in best:
+                        best[name] = float(score)
+            if len(best) >= k or depth >= total:
+                return best
+            depth = min(total, depth * 4)
 
     def _pseudonyms(self, names: list[str]) -> dict[str, str]:
         if not names:
@@ -368,7 +395,7 @@ class Gallery:
             collected_at=c["collected_at"], expires=c["expires"], reference=c["reference"],
         )
         expires = self.retention.expires(last_used=row["last_used_at"], consent_expires=consent.expires)
-        return IdentityInfo(name, counts.get("plain", 0) + counts.get("masked", 0), counts.get("masked", 0),
+        return IdentityInfo(name, counts.get("plain", 0), counts.get("masked", 0),
                             row["created_at"], row["last_used_at"], consent, expires)
 
     def __contains__(self, name: str) -> bool:
@@ -450,13 +477,12 @@ class Gallery:
         self._db.close()
 
 
-def _image_bytes(img: ImageInput, engine) -> bytes:
+def _image_bytes(rgb: np.ndarray) -> bytes:
     """The image as a JPEG thumbnail (max 256 px): enough for a reviewer, not a full-resolution copy."""
     import io
 
     from PIL import Image
 
-    rgb = engine.load(img)
     thumb = Image.fromarray(rgb)
     thumb.thumbnail((256, 256))
     buf = io.BytesIO()
