@@ -1,0 +1,109 @@
+"""Mask-robust SFace: the original int8 SFace trunk with fine-tuned last stages, run by onnxruntime (no torch).
+
+The shipped file ``data/robust/sface_masked_head.onnx`` holds only the fine-tuned last stages (fp16 weights): it
+reads a 1024x7x7 tensor of the verified OpenCV Zoo SFace graph, named in its metadata (``trunk_output``). At load time both files are checked against their SHA-256, the original graph is cut after ``conv_13`` in
+memory and the two are joined into one batched graph. Same input as SFace: 112x112 RGB crops aligned to the
+ArcFace template. Training: ``scripts/finetune_masked.py``; numbers: ``docs/robust_backbone.md``.
+
+    >>> from periface.embed.robust import RobustSFaceEmbedder
+    >>> emb = RobustSFaceEmbedder()
+    >>> emb.embed_aligned(crops).shape                     # crops: (N, 112, 112, 3) uint8 RGB   # doctest: +SKIP
+    (N, 128)
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ..align import align_faces
+from ..errors import ModelError
+from ..models import PACKAGE_DATA, model_path, verified
+from .base import l2_normalise
+
+ROBUST_DIR = PACKAGE_DATA / "robust"
+HEAD_FILE = "sface_masked_head.onnx"
+OUTPUT = "embedding"
+
+
+def shipped_sha256(name: str, sums: Path | None = None) -> str:
+    """The SHA-256 recorded for ``name`` in ``data/robust/SHA256SUMS``."""
+    sums = sums or ROBUST_DIR / "SHA256SUMS"
+    for line in sums.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].lstrip("*") == name:
+            return parts[0]
+    raise ModelError(f"no SHA-256 recorded for {name}", source=str(sums))
+
+
+def sface_trunk(upto: str = "conv_14_relu"):
+    """The verified int8 SFace graph cut after ``upto`` (an ``onnx.ModelProto``), batch dimension left free."""
+    import onnx
+    from onnx.utils import Extractor
+
+    model = onnx.load(str(model_path("sface")))
+    g = model.graph
+    inits = {t.name for t in g.initializer}
+    keep = [i for i in g.input if i.name not in inits]  # initializers listed as inputs block constant folding
+    del g.input[:]
+    g.input.extend(keep)
+    g.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    return Extractor(model).extract_model(["data"], [upto])
+
+
+def joined_model(head_path: Path):
+    """Trunk (original, int8) + fine-tuned head in one graph: ``data`` (N,3,112,112) 0..255 RGB -> ``embedding``."""
+    import onnx
+
+    head = onnx.load(str(head_path))
+    cut = {p.key: p.value for p in head.metadata_props}["trunk_output"]  # where the fine-tuned stages begin
+    trunk = sface_trunk(cut)
+    head.ir_version = trunk.ir_version
+    return onnx.compose.merge_models(trunk, head, io_map=[(cut, head.graph.input[0].name)])
+
+
+def session(model, threads: int = 0):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads  # 0: onnxruntime's default (all cores)
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+class RobustSFaceEmbedder:
+    """SFace fine-tuned by distillation so that a masked face lands where the same face unmasked would."""
+
+    name = "sface-masked"
+    dim = 128
+
+    def __init__(self, head_path: Path | None = None, sha256: str | None = None, threads: int = 0,
+                 batch_size: int = 32) -> None:
+        self.head_path = Path(head_path) if head_path else ROBUST_DIR / HEAD_FILE
+        self.sha256 = sha256
+        self.threads = threads
+        self.batch_size = batch_size
+        self._sess = None
+        self._lock = threading.Lock()
+
+    def _session(self):
+        if self._sess is None:
+            digest = self.sha256 or shipped_sha256(self.head_path.name)
+            self._sess = session(joined_model(verified(self.head_path, digest, self.head_path.name)), self.threads)
+        return self._sess
+
+    def embed(self, rgb: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        return self.embed_aligned(align_faces(rgb, landmarks, 112))
+
+    def embed_aligned(self, crops: np.ndarray) -> np.ndarray:
+        """(N, 112, 112, 3) RGB crops aligned to the ArcFace template -> (N, 128) unit vectors."""
+        if len(crops) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        x = np.ascontiguousarray(np.asarray(crops, np.float32).transpose(0, 3, 1, 2))
+        with self._lock:
+            sess = self._session()
+            out = [sess.run([OUTPUT], {"data": x[i : i + self.batch_size]})[0] for i in range(0, len(x), self.batch_size)]
+        return l2_normalise(np.concatenate(out))
