@@ -47,13 +47,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def people(n: int) -> list[list[Path]]:
+def people(n: int, lfw: Path = LFW) -> list[list[Path]]:
     """``n`` LFW people with at least 3 photos (sorted, deterministic); fixtures when LFW is absent."""
-    if not LFW.exists():
+    if not lfw.exists():
         return [[FIXTURES / "obama.jpg", FIXTURES / "obama2.jpg", FIXTURES / "obama3.jpg"],
                 [FIXTURES / "biden.jpg", FIXTURES / "biden.jpg", FIXTURES / "biden.jpg"]]
     out = []
-    for d in sorted(LFW.iterdir()):
+    for d in sorted(lfw.iterdir()):
         files = sorted(d.glob("*.jpg"))
         if len(files) >= 3:
             out.append(files[:3])
@@ -174,6 +174,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--workers", type=int, default=2, help="service engines for verify (one per core)")
     ap.add_argument("--people", type=int, default=20)
+    ap.add_argument("--lfw", type=Path, default=LFW, help="LFW images folder (default ../shared/datasets/lfw/images)")
     ap.add_argument("--no-reference", action="store_true")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "service_load.json")
     args = ap.parse_args()
@@ -187,7 +188,8 @@ def main() -> None:
     from periface.service.auth import KeyStore
     from periface.service.core import KEYS_FILE
 
-    folks = people(args.people)
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    folks = people(args.people, args.lfw)
     with tempfile.TemporaryDirectory(prefix="periface-load-") as tmp:
         gallery_dir = Path(tmp) / "gallery"
         env = {**os.environ, "PERIFACE_KEY_FILE": str(Path(tmp) / "gallery.key"),
@@ -255,8 +257,10 @@ def main() -> None:
     doc = {
         "benchmark": "service_load",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "omp_num_threads": env["OMP_NUM_THREADS"]},
-        "workload": {"images": "LFW 250x250 (same and different people)" if LFW.exists() else "tests/fixtures",
+                    "omp_num_threads": env["OMP_NUM_THREADS"], "load_average_before": load_before,
+                    "load_average_after": [round(x, 2) for x in os.getloadavg()],
+                    "note": "the load average counts other jobs sharing the cores; compare runs only at similar load"},
+        "workload": {"images": "LFW 250x250 (same and different people)" if args.lfw.exists() else "tests/fixtures",
                      "enrolled": enrolled, "clients": args.clients, "service_workers": args.workers,
                      "seconds_per_endpoint": args.seconds, "loopback": True},
         "verify": verify,
