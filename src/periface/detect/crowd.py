@@ -1,0 +1,246 @@
+"""Crowd detection: several detector passes (upscaled, tiled), calibrated, fused into one set of faces.
+
+Scenes such as a subway entrance hold many small, mostly masked faces. No single detector finds them all: YuNet
+finds small faces but also fires on texture; BlazeFace is precise on close faces but blind below ~40 px. So:
+
+1. **passes** - each detector runs on the image upscaled (small photos) or cut into overlapping tiles (large
+   frames), at a low raw threshold;
+2. **clusters** - boxes of all passes that overlap (IoU >= ``cluster_iou``) are one candidate face;
+3. **fusion** - a candidate's features (each pass's best score, how many passes agree, its size) go through a
+   logistic model fitted on the train split of the mask-scenes set (``benchmarks/detect_scenes.py --fit``), which
+   gives a calibrated probability that the candidate is a face; the box is the score-weighted mean of its members
+   (weighted boxes fusion), the landmarks those of its best YuNet member (BlazeFace has no mouth corners).
+
+>>> finder = CrowdFinder.default()
+>>> faces = finder.find(load_image("tests/fixtures/two_people.jpg"))   # doctest: +SKIP
+>>> len(faces), faces.detector                                        # doctest: +SKIP
+(2, ['crowd', 'crowd'])
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from ..faces import Faces, concat
+from ..models import PACKAGE_DATA
+from .base import Detector, iou_matrix
+from .blazeface import BlazeFaceDetector
+from .yunet import YuNetDetector
+
+CALIBRATION_FILE = PACKAGE_DATA / "crowd_calibration.json"
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One run of one detector: on the image scaled so its longest side reaches ``upscale_to`` (never more than
+    ``max_upscale`` times, never downscaled), cut into a ``tiles`` x ``tiles`` grid with ``overlap``."""
+
+    detector: str  # "yunet" | "blazeface_short" | "blazeface_full"
+    upscale_to: int = 0
+    max_upscale: float = 1.0
+    tiles: int = 1
+    overlap: float = 0.25
+    # Box correction fitted on the train split, in box widths/heights added to (x0, y0, x1, y1): each detector
+    # draws a face's box its own way (YuNet includes the forehead), and fusion needs them to agree.
+    box_offsets: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "box_offsets", tuple(float(v) for v in self.box_offsets))
+
+    @property
+    def name(self) -> str:
+        return f"{self.detector}@{self.upscale_to}x{self.max_upscale:g}/t{self.tiles}"
+
+    def scale_for(self, shape: tuple[int, ...]) -> float:
+        long_side = max(shape[:2])
+        return float(np.clip(self.upscale_to / long_side, 1.0, self.max_upscale)) if self.upscale_to else 1.0
+
+
+# Raw thresholds are low on purpose: the fusion model, not the detector, decides what is a face.
+RAW_SCORE = {"yunet": 0.15, "blazeface_short": 0.2, "blazeface_full": 0.2}
+
+
+def make_detector(kind: str, raw_score: float | None = None) -> Detector:
+    score = RAW_SCORE[kind] if raw_score is None else raw_score
+    if kind == "yunet":
+        return YuNetDetector(score, 0.3, max_side=100_000)  # the pass decides the scale, not the detector
+    if kind in ("blazeface_short", "blazeface_full"):
+        return BlazeFaceDetector(kind.split("_")[1], score)
+    raise ValueError(f"unknown detector {kind!r}")
+
+
+def _tiles(h: int, w: int, n: int, overlap: float) -> list[tuple[int, int, int, int]]:
+    if n <= 1:
+        return [(0, 0, w, h)]
+    out = []
+    tw, th = w / (n - (n - 1) * overlap), h / (n - (n - 1) * overlap)
+    for iy in range(n):
+        for ix in range(n):
+            x0, y0 = ix * tw * (1 - overlap), iy * th * (1 - overlap)
+            out.append((int(x0), int(y0), min(w, int(round(x0 + tw))), min(h, int(round(y0 + th)))))
+    return out
+
+
+def run_pass(detector: Detector, p: Pass, rgb: np.ndarray) -> Faces:
+    """Faces of one pass, in the input image's pixel coordinates."""
+    h, w = rgb.shape[:2]
+    scale = p.scale_for(rgb.shape)
+    img = rgb if scale == 1.0 else cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_CUBIC)
+    parts = []
+    for x0, y0, x1, y1 in _tiles(img.shape[0], img.shape[1], p.tiles, p.overlap):
+        f = detector.detect(np.ascontiguousarray(img[y0:y1, x0:x1]))
+        if len(f) == 0:
+            continue
+        f.boxes = (f.boxes + np.array([x0, y0, x0, y0], np.float32)) / scale
+        f.landmarks = (f.landmarks + np.array([x0, y0], np.float32)) / scale
+        parts.append(f)
+    faces = concat(parts, (h, w))
+    if len(faces) == 0:
+        return faces
+    wh = faces.boxes[:, 2:] - faces.boxes[:, :2]
+    ok = np.isfinite(faces.boxes).all(1) & np.isfinite(faces.landmarks).all((1, 2)) & (np.nan_to_num(wh).min(1) >= 4)
+    faces = faces.select(np.flatnonzero(ok))
+    if p.tiles > 1 and len(faces):  # the same face seen in two overlapping tiles
+        from .base import nms
+
+        faces = faces.select(np.sort(nms(faces.boxes, faces.scores, 0.5)))
+    return correct_boxes(faces, p.box_offsets)
+
+
+def correct_boxes(faces: Faces, offsets: Sequence[float]) -> Faces:
+    """A copy of ``faces`` with each box moved by ``offsets`` (fractions of its width/height per edge)."""
+    if len(faces) == 0 or not any(offsets):
+        return faces
+    wh = faces.boxes[:, 2:] - faces.boxes[:, :2]
+    out = faces.select(slice(None))
+    out.boxes = (faces.boxes + np.asarray(offsets, np.float32) * np.concatenate([wh, wh], axis=1)).astype(np.float32)
+    return out
+
+
+@dataclass
+class Candidates:
+    """Clusters of overlapping boxes from all passes: one row per candidate face."""
+
+    boxes: np.ndarray  # (K, 4) fused boxes
+    landmarks: np.ndarray  # (K, 5, 2)
+    best: np.ndarray  # (K, P) best raw score of each pass in the cluster, 0 where the pass has no member
+    image_size: tuple[int, int]
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+
+def cluster(per_pass: Sequence[Faces], image_size: tuple[int, int], cluster_iou: float = 0.45) -> Candidates:
+    """Greedy clustering of all passes' boxes (best raw score first) and weighted box fusion inside each cluster."""
+    n_pass = len(per_pass)
+    boxes = np.concatenate([f.boxes for f in per_pass]) if per_pass else np.zeros((0, 4), np.float32)
+    if len(boxes) == 0:
+        return Candidates(np.zeros((0, 4), np.float32), np.zeros((0, 5, 2), np.float32), np.zeros((0, n_pass), np.float32), image_size)
+    scores = np.concatenate([f.scores for f in per_pass]).astype(np.float32)
+    lms = np.concatenate([f.landmarks for f in per_pass]).astype(np.float32)
+    src = np.concatenate([np.full(len(f), i) for i, f in enumerate(per_pass)])
+    is_yunet = np.concatenate([np.array([d == "yunet" for d in f.detector], bool) for f in per_pass])
+    iou = iou_matrix(boxes, boxes)
+    free = np.ones(len(boxes), bool)
+    out_b, out_l, out_s = [], [], []
+    for i in np.argsort(-scores):
+        if not free[i]:
+            continue
+        members = np.flatnonzero(free & (iou[i] >= cluster_iou))
+        free[members] = False
+        w = scores[members][:, None]
+        out_b.append((boxes[members] * w).sum(0) / w.sum())
+        yun = members[is_yunet[members]]
+        out_l.append(lms[yun[np.argmax(scores[yun])]] if len(yun) else lms[i])
+        best = np.zeros(n_pass, np.float32)
+        np.maximum.at(best, src[members], scores[members])
+        out_s.append(best)
+    return Candidates(np.array(out_b, np.float32), np.array(out_l, np.float32), np.array(out_s, np.float32), image_size)
+
+
+def candidate_features(c: Candidates) -> np.ndarray:
+    """(K, F) inputs of the fusion model: per pass its best score and whether it fired; agreement; log size."""
+    fired = (c.best > 0).astype(np.float32)
+    wh = np.clip(c.boxes[:, 2:] - c.boxes[:, :2], 1, None)
+    log_side = np.log(np.sqrt(wh[:, 0] * wh[:, 1]))[:, None]
+    aspect = np.log(wh[:, 1] / wh[:, 0])[:, None]
+    return np.concatenate([c.best, fired, fired.sum(1, keepdims=True), log_side, log_side ** 2,
+                           c.best * log_side, aspect, aspect ** 2], axis=1).astype(np.float32)
+
+
+@dataclass
+class Fusion:
+    """Logistic model over ``candidate_features``: the probability that a candidate is a face."""
+
+    coef: np.ndarray
+    intercept: float
+    threshold: float
+
+    def probability(self, c: Candidates) -> np.ndarray:
+        if len(c) == 0:
+            return np.zeros((0,), np.float32)
+        z = candidate_features(c) @ self.coef + self.intercept
+        return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+
+
+@dataclass
+class CrowdFinder:
+    """Detector fusion for crowds; ``find(rgb)`` gives every face with a calibrated score.
+
+    ``threshold`` (a probability) trades recall for false boxes: the default is the one fitted on the train split
+    for at most 5% false boxes among faces of 32 px or more.
+    """
+
+    passes: list[Pass]
+    fusion: Fusion
+    cluster_iou: float = 0.45
+    min_face_px: int = 8
+    threshold: float | None = None
+    _detectors: dict[str, Detector] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def default(cls, path: Path = CALIBRATION_FILE, **overrides: Any) -> "CrowdFinder":
+        """The fitted configuration shipped in ``data/crowd_calibration.json``."""
+        cfg = json.loads(Path(path).read_text())
+        passes = [Pass(**p) for p in cfg["passes"]]
+        fusion = Fusion(np.array(cfg["coef"], np.float32), float(cfg["intercept"]), float(cfg["threshold"]))
+        kwargs = {"cluster_iou": cfg.get("cluster_iou", 0.45), "min_face_px": cfg.get("min_face_px", 8)}
+        kwargs.update(overrides)
+        return cls(passes, fusion, **kwargs)
+
+    @classmethod
+    def fast(cls, path: Path = CALIBRATION_FILE, **overrides: Any) -> "CrowdFinder":
+        """YuNet and BlazeFace short at native size only, fused: for video, where every frame counts."""
+        cfg = json.loads(Path(path).read_text())["fast"]
+        fusion = Fusion(np.array(cfg["coef"], np.float32), float(cfg["intercept"]), float(cfg["threshold"]))
+        return cls([Pass(**p) for p in cfg["passes"]], fusion, **overrides)
+
+    def detector(self, kind: str) -> Detector:
+        if kind not in self._detectors:
+            self._detectors[kind] = make_detector(kind)
+        return self._detectors[kind]
+
+    def run_passes(self, rgb: np.ndarray) -> list[Faces]:
+        return [run_pass(self.detector(p.detector), p, rgb) for p in self.passes]
+
+    def find(self, rgb: np.ndarray) -> Faces:
+        """All faces in ``rgb`` (H, W, 3 uint8 RGB); ``scores`` are fused probabilities, ``detector`` is "crowd"."""
+        return self.fuse(self.run_passes(rgb), rgb.shape[:2])
+
+    def fuse(self, per_pass: Sequence[Faces], image_size: tuple[int, int], threshold: float | None = None) -> Faces:
+        c = cluster(per_pass, image_size, self.cluster_iou)
+        p = self.fusion.probability(c)
+        thr = threshold if threshold is not None else (self.threshold if self.threshold is not None else self.fusion.threshold)
+        side = np.min(c.boxes[:, 2:] - c.boxes[:, :2], axis=1) if len(c) else np.zeros((0,))
+        keep = np.flatnonzero((p >= thr) & (side >= self.min_face_px))
+        keep = keep[np.argsort(-p[keep])]
+        return Faces(
+            boxes=c.boxes[keep], scores=p[keep], landmarks=c.landmarks[keep], image_size=tuple(image_size),
+            detector=["crowd"] * len(keep),
+        )

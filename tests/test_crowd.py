@@ -1,0 +1,115 @@
+"""Crowd detection: tiling geometry, clustering/fusion, the evaluation maths, and the shipped CrowdFinder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from periface.detect.crowd import Candidates, CrowdFinder, Pass, cluster, run_pass
+from periface.evaluation.detection import DetectionTally, average_precision, match
+from periface.faces import Faces
+from periface.image import load_image
+
+
+class FixedDetector:
+    """Finds one 20x20 'face' at a fixed place of whatever image it is given (to check coordinate mapping)."""
+
+    name = "yunet"
+
+    def __init__(self, where=(10, 10)):
+        self.where = where
+        self.shapes = []
+
+    def detect(self, rgb):
+        self.shapes.append(rgb.shape[:2])
+        x, y = self.where
+        box = np.array([[x, y, x + 20, y + 20]], np.float32)
+        lm = np.tile(np.array([x + 10, y + 10], np.float32), (1, 5, 1))
+        return Faces(box, np.array([0.9], np.float32), lm, rgb.shape[:2], detector=[self.name])
+
+
+def test_upscaled_pass_maps_boxes_back_to_the_input_image():
+    det = FixedDetector()
+    faces = run_pass(det, Pass("yunet", upscale_to=800, max_upscale=2.0), np.zeros((300, 400, 3), np.uint8))
+    assert det.shapes == [(600, 800)]
+    np.testing.assert_allclose(faces.boxes[0], [5, 5, 15, 15], atol=0.5)
+
+
+def test_tiles_cover_the_image_and_map_back():
+    det = FixedDetector()
+    faces = run_pass(det, Pass("yunet", tiles=3, overlap=0.25), np.zeros((300, 400, 3), np.uint8))
+    assert len(det.shapes) == 9
+    # each tile's detection lands at its tile's own offset; the last tiles end at the image's edges
+    assert len(faces) == 9
+    assert sorted(set(faces.boxes[:, 0].tolist())) == [10, 130, 250]
+    assert sorted(set(faces.boxes[:, 1].tolist())) == [10, 100, 190]
+
+
+def _faces(boxes, scores, name):
+    boxes = np.asarray(boxes, np.float32)
+    lm = np.repeat(((boxes[:, :2] + boxes[:, 2:]) / 2)[:, None], 5, axis=1)
+    return Faces(boxes, np.asarray(scores, np.float32), lm, (100, 100), detector=[name] * len(boxes))
+
+
+def test_cluster_merges_overlapping_boxes_of_different_passes():
+    a = _faces([[10, 10, 30, 30], [60, 60, 80, 80]], [0.9, 0.4], "yunet")
+    b = _faces([[11, 11, 31, 31]], [0.8], "blazeface_short")
+    c = cluster([a, b], (100, 100))
+    assert isinstance(c, Candidates) and len(c) == 2
+    first = int(np.argmax(c.best[:, 0]))
+    np.testing.assert_allclose(c.best[first], [0.9, 0.8], atol=1e-6)
+    assert c.best[1 - first, 1] == 0  # the second face was seen by one pass only
+    assert 10 < c.boxes[first, 0] < 11  # weighted box fusion
+
+
+def test_voc_matching_and_average_precision():
+    gt = np.array([[0, 0, 10, 10], [20, 20, 40, 40]], np.float32)
+    det = np.array([[0, 0, 10, 10], [50, 50, 60, 60], [21, 21, 40, 40]], np.float32)
+    hit, tp = match(gt, det, np.array([0.9, 0.8, 0.7]))
+    assert hit.tolist() == [True, True] and tp.tolist() == [True, False, True]
+    assert average_precision(np.array([0.9, 0.8, 0.7]), tp, 2) == pytest.approx(0.5 + 0.5 * 2 / 3)
+    tally = DetectionTally()
+    tally.add(gt, ["correct", "none"], det, np.array([0.9, 0.8, 0.7]))
+    s = tally.summary()
+    assert s["all"]["recall"] == 1.0 and s["all"]["precision"] == pytest.approx(2 / 3)
+    assert s["small"]["faces"] == 2  # both ground-truth boxes are under 32 px
+    assert s["per_class"]["correct"]["all"]["recall"] == 1.0
+
+
+@pytest.fixture(scope="module")
+def crowd():
+    return CrowdFinder.default()
+
+
+def test_crowd_finder_finds_both_faces_of_two_people(crowd, fixtures):
+    rgb = load_image(fixtures / "two_people.jpg")
+    faces = crowd.find(rgb)
+    assert len(faces) == 2
+    assert np.all(faces.scores >= crowd.fusion.threshold) and faces.detector == ["crowd", "crowd"]
+    assert faces.landmarks.shape == (2, 5, 2) and np.isfinite(faces.landmarks).all()
+    # the two faces sit side by side
+    assert abs(faces.boxes[0, 0] - faces.boxes[1, 0]) > 200
+
+
+def test_crowd_finder_finds_nothing_in_a_blank_image(crowd):
+    assert len(crowd.find(np.full((240, 320, 3), 127, np.uint8))) == 0
+
+
+def test_crowd_beats_dlib_hog_on_held_out_scenes(crowd, datasets):
+    """On the first test-split scenes, the crowd finder finds more faces of 32 px or more than dlib's HOG."""
+    from periface.evaluation.reference import FaceRecognitionReference
+    from periface.evaluation.voc import read_scenes, split_of
+
+    scenes = [s for s in read_scenes(datasets / "mask-scenes") if split_of(s.image.name) == "test"][:12]
+    ours, hog = DetectionTally(), DetectionTally()
+    ref = FaceRecognitionReference()
+    for s in scenes:
+        rgb = load_image(s.image)
+        f = crowd.find(rgb)
+        ours.add(s.boxes, s.states, f.boxes, f.scores)
+        b = ref.boxes(rgb)
+        hog.add(s.boxes, s.states, b, np.ones(len(b)))
+    a, b = ours.summary()[">=32"], hog.summary()[">=32"]
+    assert a["faces"] > 10
+    assert a["recall"] >= 0.85 and a["recall"] > b["recall"]
+    assert a["precision"] >= 0.8
