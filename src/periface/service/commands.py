@@ -111,6 +111,8 @@ def serve(
     retention_days: Optional[int] = typer.Option(None, help="retention shorter than the 3-year default"),
     watch: Optional[Path] = typer.Option(None, "--watch", help="folder of thermal frames for the screening view"),
     log_level: str = typer.Option("info"),
+    access_log: bool = typer.Option(False, "--access-log",
+                                    help="log every request line; off by default: paths can carry names"),
 ) -> None:
     """Run the HTTP API (OpenAPI page at /docs) and the operators' web page over one gallery."""
     import uvicorn
@@ -140,4 +142,7 @@ def serve(
         raise _fail(e) from None
     if not app.state.service.keys.list():
         err.print(f"no API keys yet: create one with `periface keys create --role admin --gallery {gallery}`")
-    uvicorn.run(app, host=host, port=port, log_level=log_level, workers=1)
+    # One process: the rate limits and the page's sessions live in memory, and one gallery has one writer.
+    # No access log by default: a path such as /api/identities/{name} would write a name outside the gallery,
+    # where erasure cannot reach it.
+    uvicorn.run(app, host=host, port=port, log_level=log_level, workers=1, access_log=access_log)
