@@ -168,7 +168,9 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        route = request.scope.get("route")
+        # The route's template, not the path: a path can carry a person's name.
+        log.exception("unhandled error on %s %s", request.method, getattr(route, "path", "?"))
         err = PerifaceError("internal error; the service log has the details")
         err.code, err.http_status = "internal_error", 500
         return _error_response(err)
