@@ -18,10 +18,11 @@ import hashlib
 import secrets
 import sqlite3
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Iterator, Literal
 
 from ..errors import PerifaceError
 
@@ -86,16 +87,22 @@ class KeyStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        with self._connect() as db:
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS keys (id TEXT PRIMARY KEY, hash TEXT UNIQUE NOT NULL, role TEXT NOT NULL,"
-                " label TEXT NOT NULL DEFAULT '', created TEXT NOT NULL, revoked TEXT, last_used TEXT)"
-            )
-
-    def _connect(self) -> sqlite3.Connection:
+        self._local = threading.local()
         db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        return db
+        db.execute("PRAGMA journal_mode=WAL")  # readers (every request) never wait for a key being created
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS keys (id TEXT PRIMARY KEY, hash TEXT UNIQUE NOT NULL, role TEXT NOT NULL,"
+            " label TEXT NOT NULL DEFAULT '', created TEXT NOT NULL, revoked TEXT, last_used TEXT)"
+        )
+        db.close()
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """One connection per thread, kept: every request authenticates, and opening a database costs."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        yield db
 
     @staticmethod
     def _row(row: tuple) -> KeyInfo:
