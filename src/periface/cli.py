@@ -218,11 +218,24 @@ def demo(
 
 
 def _register_subcommands() -> None:
+    # Each area keeps its commands beside its code; this file only mounts them. Importing those modules is cheap:
+    # the models behind them load on first use.
     from .evaluation.commands import eval_app
     from .mask.commands import mask_synth
+    from .privacy.commands import audit_app, gallery_app, purge, redact
+    from .service.commands import keys_app, serve
+    from .thermal.commands import screen, thermal_app
 
     app.add_typer(eval_app, name="eval")
     app.command("mask-synth")(mask_synth)
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(gallery_app, name="gallery")
+    app.command("purge")(purge)
+    app.command("redact")(redact)
+    app.add_typer(keys_app, name="keys")
+    app.command("serve")(serve)
+    app.add_typer(thermal_app, name="thermal")
+    app.command("screen")(screen)
 
 
 _register_subcommands()

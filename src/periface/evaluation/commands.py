@@ -44,16 +44,30 @@ def lfw_verify(
         raise typer.BadParameter("--mask must be none, probe or both")
     pairs = pairs or _lfw() / "pairs.txt"
     root = root or _lfw() / "images"
+    names = pipelines.split(",")
+    masked_methods: dict = {}
     with Bars() as bars:
-        report = evaluate_pairs(pairs, root, build_pipelines(pipelines.split(",")), mask=mask, seed=seed, progress=bars)
+        report = evaluate_pairs(pairs, root, build_pipelines(names), mask=mask, seed=seed, progress=bars)
+        if mask == "probe":
+            # What the product does with a masked probe (the masked path), beside the plain comparison above.
+            from ..engine import Engine
+            from .masked_eval import evaluate_masked_methods
+
+            for name in (n for n in names if n.startswith("periface-")):
+                engine = Engine(name.removeprefix("periface-"))
+                if engine.has_masked_path:
+                    masked_methods[name] = evaluate_masked_methods(pairs, root, engine, name, seed=seed, progress=bars)
     stem = f"verify_{Path(pairs).stem}_mask-{mask}"
     png = out / f"{stem}_roc.png"
     plot_roc(report, png, f"{Path(pairs).name}, mask={mask}")
-    doc = public(report)
+    doc = public(report) | {"masked_path": masked_methods}
     write_json(out / f"{stem}.json", doc)
     header = ["pipeline", "accuracy", "TAR@FAR1e-2", "TAR@FAR1e-3", "EER", "images without face"]
     rows = [[n, f"{pct(r['accuracy'])} ± {pct(r['accuracy_std'])}", pct(r["tar_at_far_1e-2"]), pct(r["tar_at_far_1e-3"]),
              pct(r["eer"]), str(r["images_without_face"])] for n, r in doc["pipelines"].items()]
+    rows += [[f"{n} / masked path: {m}", f"{pct(r['accuracy'])} ± {pct(r['accuracy_std'])}", pct(r["tar_at_far_1e-2"]),
+              pct(r["tar_at_far_1e-3"]), pct(r["eer"]), "-"]
+             for n, rep in masked_methods.items() for m, r in rep["methods"].items()]
     write_html(out / f"{stem}.html", f"Verification on {Path(pairs).name}, mask={mask}",
                [(f"{doc['pairs']} pairs", header, rows)], [png])
     _show(as_json, doc, header, rows, f"{Path(pairs).name}, mask={mask}")
@@ -72,9 +86,20 @@ def lfw_identify(
     from .identification import evaluate_identification, plot_cmc
     from .pipelines import build_pipelines
 
+    names = pipelines.split(",")
     with Bars() as bars:
-        doc = evaluate_identification(_lfw() / "images", build_pipelines(pipelines.split(",")), mask=mask, seed=seed,
+        doc = evaluate_identification(_lfw() / "images", build_pipelines(names), mask=mask, seed=seed,
                                       max_probes=max_probes, progress=bars)
+        doc["masked_path"] = {}
+        if mask == "probe":
+            from ..engine import Engine
+            from .masked_eval import evaluate_identification_methods
+
+            for name in (n for n in names if n.startswith("periface-")):
+                engine = Engine(name.removeprefix("periface-"))
+                if engine.has_masked_path:
+                    doc["masked_path"][name] = evaluate_identification_methods(
+                        _lfw() / "images", engine, name, seed=seed, max_probes=max_probes, progress=bars)
     stem = f"identify_lfw_mask-{mask}"
     png = out / f"{stem}_cmc.png"
     plot_cmc(doc, png, f"LFW identification, mask={mask}")
@@ -82,6 +107,9 @@ def lfw_identify(
     header = ["pipeline", "rank-1", "rank-5", "rank-10", "DIR@FPIR1%", "probes without face"]
     rows = [[n, pct(r["rank1"]), pct(r["rank5"]), pct(r["rank10"]), pct(r.get("dir_at_fpir_1e-2", float("nan"))),
              str(r["probes_without_face"])] for n, r in doc["pipelines"].items()]
+    rows += [[f"{n} / masked path: {m}", pct(r["rank1"]), pct(r["rank5"]), pct(r["rank10"]),
+              pct(r.get("dir_at_fpir_1e-2", float("nan"))), str(r["probes_without_face"])]
+             for n, rep in doc["masked_path"].items() for m, r in rep["methods"].items()]
     write_html(out / f"{stem}.html", f"LFW identification, mask={mask}",
                [(f"gallery {doc['gallery']}, mated probes {doc['mated_probes']}, non-mated {doc['non_mated_probes']}",
                  header, rows)], [png])

@@ -64,25 +64,28 @@ def rank_metrics(sets: dict, g: dict[str, np.ndarray], q: dict[str, np.ndarray])
     gx = np.stack([g[p] for p in gallery_paths])
     g_ids = np.array([p.split("/")[0] for p in gallery_paths])
 
-    def search(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        x = np.stack([q[p] for p in paths])
+    def search(paths: list[str]) -> np.ndarray:
+        x = np.stack([q[p] for p in paths]) if paths else np.zeros((0, gx.shape[1]))
         ok = np.isfinite(x).all(axis=1)
         sims = np.full((len(paths), len(gx)), np.nan, np.float32)
         sims[ok] = np.nan_to_num(x[ok]) @ gx.T
-        return sims, np.array([p.split("/")[0] for p in paths])
+        return sims
 
-    sims, truth = search(sets["mated"])
-    curve = cmc(sims, g_ids, truth, max_rank=20)
+    out = metrics_from_similarities(search(sets["mated"]), search(sets["non_mated"]), g_ids,
+                                    np.array([p.split("/")[0] for p in sets["mated"]]))
+    return out | {"gallery_without_face": len(sets["gallery"]) - len(gallery_paths)}
+
+
+def metrics_from_similarities(mated: np.ndarray, non_mated: np.ndarray, g_ids: np.ndarray, truth: np.ndarray) -> dict:
+    """Rank-1/5/10 and CMC of mated searches; DIR at FPIR 1% using the non-mated searches' top scores."""
+    curve = cmc(mated, g_ids, truth, max_rank=20)
     out = {"rank1": float(curve[0]), "rank5": float(curve[4]), "rank10": float(curve[9]), "cmc": curve.tolist(),
-           "probes_without_face": int((~np.isfinite(sims).all(axis=1)).sum()),
-           "gallery_without_face": len(sets["gallery"]) - len(gallery_paths)}
-    if sets["non_mated"]:
-        nm_sims, _ = search(sets["non_mated"])
-        nm_top = np.sort(np.where(np.isfinite(nm_sims), nm_sims, -np.inf).max(axis=1))[::-1]
+           "probes_without_face": int((~np.isfinite(mated).all(axis=1)).sum())}
+    if len(non_mated):
+        nm_top = np.sort(np.where(np.isfinite(non_mated), non_mated, -np.inf).max(axis=1))[::-1]
         threshold = nm_top[int(np.floor(0.01 * len(nm_top)))] + 1e-9
-        top = np.where(np.isfinite(sims), sims, -np.inf)
-        best = top.argmax(axis=1)
-        hit = (g_ids[best] == truth) & (top.max(axis=1) >= threshold)
+        top = np.where(np.isfinite(mated), mated, -np.inf)
+        hit = (g_ids[top.argmax(axis=1)] == truth) & (top.max(axis=1) >= threshold)
         out |= {"dir_at_fpir_1e-2": float(hit.mean()), "open_set_threshold": float(threshold)}
     return out
 

@@ -1,0 +1,177 @@
+"""Masked recognition, each method alone and combined, on the same pairs and the same embeddings.
+
+For a pair list (LFW format) the second image of each pair is the masked probe (rendered, worn correctly); the
+first is the unmasked reference. Methods, all on one backbone:
+  plain        cosine(probe, reference)
+  adapter      cosine(adapter(probe), reference)
+  masked_refs  max over k masked renders of the reference of cosine(probe, render)
+  fused        the shipped masked path: weighted masked_refs + adapter (weight chosen on View-1)
+  routed       what the product does: fused when the mask classifier says the probe wears a mask, else plain
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..masked import fuse
+from .lfw import read_pairs
+from .metrics import eer, kfold_accuracy, tar_at_far
+from .pipelines import EmbeddingCache, central, embed_paths, stable_seed
+from .verification import make_masker
+
+
+def reference_variants_pipeline(engine, k: int):
+    """Image -> flattened (k, D) embeddings of its central face wearing k rendered masks (NaN when none)."""
+
+    def run(rgb: np.ndarray, path: str = "") -> np.ndarray | None:
+        faces = engine.finder.find(rgb)
+        i = central(faces.boxes, rgb.shape[:2])
+        if i is None:
+            return None
+        face = faces.select(i)
+        refs = engine.masked_references(rgb, face, seed=stable_seed(path, "reference"))
+        out = np.full((k, engine.embedder.dim), np.nan, np.float32)
+        out[: len(refs)] = refs
+        return out.ravel()
+
+    return run
+
+
+def probe_pipeline(engine):
+    """Image -> [embedding of the central face, P(mask)] so that routing can be measured on the same run."""
+
+    def run(rgb: np.ndarray) -> np.ndarray | None:
+        faces = engine.finder.find(rgb)
+        i = central(faces.boxes, rgb.shape[:2])
+        if i is None:
+            return None
+        face = engine.describe(rgb, faces.select(i))
+        routed = 1.0 if face.mask[0] != "none" else 0.0
+        return np.concatenate([face.embeddings[0], [routed]]).astype(np.float32)
+
+    return run
+
+
+def evaluate_masked_methods(
+    pairs_file: Path, images_root: Path, engine, name: str, *, seed: int = 0,
+    progress: Callable[[str, int], Callable[[], None]] | None = None,
+) -> dict:
+    pairs = read_pairs(pairs_file)
+    same = np.array([p.same for p in pairs])
+    folds = np.array([p.fold for p in pairs])
+    firsts = sorted({p.a for p in pairs})
+    seconds = sorted({p.b for p in pairs})
+    d, k = engine.embedder.dim, engine.masked_params.variants
+    from .pipelines import periface_pipeline
+
+    tick = progress(f"{name}: references", 2 * len(firsts)) if progress else None
+    plain = embed_paths(firsts, images_root, periface_pipeline(engine), EmbeddingCache(name, "none"), d, None, tick)
+    variants_run = reference_variants_pipeline(engine, k)
+    cache = EmbeddingCache(name, f"masked-refs-k{k}")
+    refs = {}
+    from ..image import load_image
+
+    for p in firsts:
+        v = cache.get(p)
+        if v is None:
+            out = variants_run(load_image(images_root / p), p)
+            cache.put(p, out, k * d)
+            v = cache.get(p)
+        refs[p] = v.reshape(k, d)
+        if tick:
+            tick()
+    cache.save()
+    tick = progress(f"{name}: masked probes", len(seconds)) if progress else None
+    counter: dict[str, int] = {}
+    probes = embed_paths(seconds, images_root, probe_pipeline(engine), EmbeddingCache(name, f"masked-probe-routed-s{seed}"),
+                         d + 1, make_masker(seed, counter), tick)
+    a = np.stack([plain[p.a] for p in pairs])
+    r = np.stack([refs[p.a] for p in pairs])
+    b = np.stack([probes[p.b][:d] for p in pairs])
+    routed = np.array([probes[p.b][d] for p in pairs]) > 0.5
+    adapted = engine.adapt(np.nan_to_num(b))
+    adapted[~np.isfinite(b).all(1)] = np.nan
+    s_plain = np.einsum("ij,ij->i", a, b)
+    s_adapter = np.einsum("ij,ij->i", a, adapted)
+    s_refs = np.nanmax(np.einsum("ikj,ij->ik", r, b), axis=1) if k else np.full(len(pairs), np.nan)
+    w = engine.masked_params.weight_masked_refs
+    s_fused = fuse(s_adapter, s_refs, w)
+    s_routed = np.where(routed, s_fused, s_plain)
+    report = {"pairs_file": str(pairs_file), "pairs": len(pairs), "backbone": engine.embedder.name, "variants": k,
+              "weight_masked_refs": w, "probes_routed_to_masked_path": float(routed[np.isfinite(b).all(1)].mean()),
+              "masks_not_rendered": counter.get("not_masked", 0), "methods": {}}
+    for method, s in (("plain", s_plain), ("adapter", s_adapter), ("masked_refs", s_refs), ("fused", s_fused),
+                      ("routed", s_routed)):
+        acc, std = kfold_accuracy(s, same, folds)
+        report["methods"][method] = {"accuracy": acc, "accuracy_std": std,
+                                     "tar_at_far_1e-2": tar_at_far(s, same, 1e-2)[0],
+                                     "tar_at_far_1e-3": tar_at_far(s, same, 1e-3)[0], "eer": eer(s, same),
+                                     "pairs_with_missing_face": int(np.sum(~np.isfinite(s)))}
+    return report
+
+
+def evaluate_identification_methods(
+    images_root: Path, engine, name: str, *, seed: int = 0, max_probes: int | None = None,
+    progress: Callable[[str, int], Callable[[], None]] | None = None,
+) -> dict:
+    """LFW identification with masked probes (protocol of ``identification.py``), each masked-path method."""
+    from ..image import load_image
+    from .identification import lfw_identification_sets, metrics_from_similarities
+    from .pipelines import periface_pipeline
+
+    sets = lfw_identification_sets(images_root, max_probes, seed)
+    d, k = engine.embedder.dim, engine.masked_params.variants
+    tick = progress(f"{name}: gallery", 2 * len(sets["gallery"])) if progress else None
+    g = embed_paths(sets["gallery"], images_root, periface_pipeline(engine), EmbeddingCache(name, "none"), d, None, tick)
+    cache = EmbeddingCache(name, f"masked-refs-k{k}")
+    variants_run = reference_variants_pipeline(engine, k)
+    refs = {}
+    for p in sets["gallery"]:
+        v = cache.get(p)
+        if v is None:
+            cache.put(p, variants_run(load_image(images_root / p), p), k * d)
+            v = cache.get(p)
+            if len(cache.store) % 500 == 0:
+                cache.save()
+        refs[p] = v.reshape(k, d)
+        if tick:
+            tick()
+    cache.save()
+    probes_all = sets["mated"] + sets["non_mated"]
+    tick = progress(f"{name}: masked probes", len(probes_all)) if progress else None
+    counter: dict[str, int] = {}
+    q = embed_paths(probes_all, images_root, probe_pipeline(engine), EmbeddingCache(name, f"masked-probe-routed-s{seed}"),
+                    d + 1, make_masker(seed, counter), tick)
+    keep = [p for p in sets["gallery"] if np.isfinite(g[p]).all()]
+    gx = np.stack([g[p] for p in keep])
+    rx = np.stack([refs[p] for p in keep])  # (G, k, D), NaN rows where a render failed
+    g_ids = np.array([p.split("/")[0] for p in keep])
+    w = engine.masked_params.weight_masked_refs
+
+    def sims(paths: list[str]) -> dict[str, np.ndarray]:
+        if not paths:
+            return {m: np.zeros((0, len(gx))) for m in ("plain", "adapter", "masked_refs", "fused", "routed")}
+        x = np.stack([q[p] for p in paths])
+        ok = np.isfinite(x).all(axis=1)
+        e, routed = np.nan_to_num(x[:, :d]), x[:, d] > 0.5
+        plain = e @ gx.T
+        adapter = engine.adapt(e) @ gx.T
+        with np.errstate(invalid="ignore"):
+            masked_refs = np.nanmax(np.einsum("gkd,pd->pgk", rx, e), axis=2)
+        fused = fuse(adapter, masked_refs, w)
+        routed_s = np.where(routed[:, None], fused, plain)
+        out = {"plain": plain, "adapter": adapter, "masked_refs": masked_refs, "fused": fused, "routed": routed_s}
+        for m in out:
+            out[m] = np.where(ok[:, None], out[m], np.nan)
+        return out
+
+    mated, non_mated = sims(sets["mated"]), sims(sets["non_mated"])
+    truth = np.array([p.split("/")[0] for p in sets["mated"]])
+    report = {"gallery": len(sets["gallery"]), "mated_probes": len(sets["mated"]), "non_mated_probes": len(sets["non_mated"]),
+              "backbone": engine.embedder.name, "masks_not_rendered": counter.get("not_masked", 0), "methods": {}}
+    for m in mated:
+        report["methods"][m] = metrics_from_similarities(mated[m], non_mated[m], g_ids, truth)
+    return report

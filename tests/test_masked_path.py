@@ -1,0 +1,52 @@
+"""The masked path end to end on committed fixtures: a rendered mask on one photo, the other photo unmasked."""
+
+import numpy as np
+import pytest
+
+from periface import Consent, Gallery
+from periface.demo import SAMPLES
+from periface.mask.render import add_mask
+
+
+@pytest.fixture(scope="module")
+def masked_obama(engine):
+    result = add_mask(engine.load(SAMPLES / "probe_obama.jpg"), seed=11, style="surgical", coverage="full")
+    assert result is not None
+    return result.image
+
+
+def test_masked_probe_is_routed_and_verified(engine, masked_obama, fixtures):
+    if not engine.has_masked_path:
+        pytest.skip("no masked path shipped for this embedder")
+    face = engine.face(masked_obama)
+    assert face.mask[0] != "none"
+    same = engine.verify(masked_obama, fixtures / "obama.jpg")
+    other = engine.verify(masked_obama, fixtures / "biden.jpg")
+    assert same.mode == other.mode == "masked"
+    assert same.same and not other.same
+    assert same.threshold == pytest.approx(engine.masked_calibration.threshold(1e-3))
+    plain = engine.verify(fixtures / "obama.jpg", fixtures / "obama2.jpg")
+    assert plain.mode == "plain"
+
+
+def test_adapter_moves_masked_embedding_toward_unmasked(engine, masked_obama):
+    if engine.masked_params.adapter is None:
+        pytest.skip("no adapter shipped")
+    clean = engine.embed(SAMPLES / "probe_obama.jpg")
+    masked = engine.embed(masked_obama)
+    assert float(engine.adapt(masked)[0] @ clean) > float(masked @ clean)
+    np.testing.assert_allclose(np.linalg.norm(engine.adapt(masked)), 1.0, atol=1e-5)
+
+
+def test_gallery_search_with_masked_probe(tmp_path, engine, masked_obama, key_env):
+    if not engine.has_masked_path:
+        pytest.skip("no masked path shipped for this embedder")
+    g = Gallery(tmp_path / "g", engine=engine)
+    for p in ("alex_lacamoire", "biden", "kit_harington", "obama", "rose_leslie"):
+        g.enroll(p, [SAMPLES / f"enrol_{p}.jpg"], consent=Consent(subject=p, purpose="door access"))
+    assert g.identity("obama").masked_templates == engine.masked_params.variants
+    cands = g.search(masked_obama, k=5, purpose="test")
+    assert cands[0].identity == "obama" and cands[0].masked_probe
+    assert cands[0].far < cands[1].far
+    g.remove("obama")
+    assert "obama" not in [c.identity for c in g.search(masked_obama, k=5, purpose="test")]
