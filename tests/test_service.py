@@ -324,3 +324,24 @@ def test_enrol_search_confirm_erase_leaves_no_trace(env) -> None:
     assert service.thumbnail(NAME) is None
     report = client.get("/api/audit/verify", headers=auditor).json()
     assert report["ok"] and report["problems"] == [], report  # the chain still verifies after erasure
+
+
+def test_screen_endpoint_on_a_synthetic_frame(env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The service's screening path (upload, reader, screening, overlay, audit) with the thermal detector stubbed."""
+    screening = pytest.importorskip("periface.thermal.screening", reason="periface.thermal not available")
+    from periface.thermal.synthetic import synthetic_scene
+
+    client, service, keys, _ = env
+    scene = synthetic_scene(seed=0)
+    truth = np.array([f.box for f in scene.truth], dtype=np.float64)
+    monkeypatch.setattr(screening, "_default_thermal_detector", lambda temperature: truth)
+    buf = io.BytesIO()
+    np.save(buf, scene.frame.temperature.astype(np.float32))
+    r = client.post("/api/screen", headers=_h(keys["operator"]),
+                    files={"image": ("frame.npy", buf.getvalue(), "application/octet-stream")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["people"]) == len(truth) and body["details"]["overlay_png"]
+    assert all("core_c" in p and "flag" in p for p in body["people"])
+    record = client.get("/api/audit", headers=_h(keys["auditor"]), params={"action": "screen"}).json()["records"][-1]
+    assert record["subjects"] == [] and record["details"]["people"] == len(truth)
