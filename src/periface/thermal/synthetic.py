@@ -92,7 +92,7 @@ def synthetic_stream(n: int = 20, fever_every: int = 7, seed: int = 0) -> list[S
     out = []
     for i in range(n):
         hot = fever_every and i % fever_every == fever_every - 1
-        canthus = float(rng.normal(35.6, 0.25) + (1.6 if hot else 0.0))
+        canthus = float(rng.normal(35.6, 0.2) + (2.0 if hot else 0.0))
         face = FaceSpec((120, 60, 190, 150), canthus=canthus, skin=canthus - 1.4, mask=bool(rng.random() < 0.5))
         out.append(synthetic_scene(faces=[face], seed=seed * 1000 + i))
     return out
