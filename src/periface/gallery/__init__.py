@@ -364,6 +364,13 @@ class Gallery:
                 return best
             depth = min(total, depth * 4)
 
+    def pseudonym(self, name: str) -> str:
+        """The random pseudonym that stands for ``name`` in the audit log (gone once the identity is erased)."""
+        found = self._pseudonyms([name])
+        if name not in found:
+            raise UnknownIdentityError("no such identity in the gallery", source=name)
+        return found[name]
+
     def _pseudonyms(self, names: list[str]) -> dict[str, str]:
         if not names:
             return {}

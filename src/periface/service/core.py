@@ -323,15 +323,7 @@ class Service:
 
     def pseudonym(self, name: str) -> str:
         """The gallery's pseudonym of ``name``: the only way a person appears in the audit log."""
-        if hasattr(self.gallery, "pseudonym"):
-            value = self.gallery.pseudonym(name)
-        elif hasattr(self.gallery, "_pseudonyms"):
-            value = self.gallery._pseudonyms([name]).get(name)
-        else:
-            value = _get(self.gallery.identity(name), "pseudonym")
-        if not value:
-            raise UnknownIdentityError(f"no identity named {name!r}")
-        return str(value)
+        return self.gallery.pseudonym(name)
 
     def decide(self, p: Principal, body: DecisionIn) -> DecisionOut:
         purpose = p.need_purpose()
