@@ -1,98 +1,239 @@
-"""Train the mask-state classifier (none / correct / incorrect) and write src/periface/data/mask_classifier.npz.
+"""Train the mask-state CNN (none / correct / incorrect) and write src/periface/data/mask_state.onnx.
 
-Data (all real except MaskedFace-Net's synthetic masks on real FFHQ faces), split by a fixed hash of each file name
-(``periface.evaluation.voc.split_of``: 25% test):
-  mask-crops/without_mask -> none        mask-crops/with_mask -> correct
-  mask-crops/synthetic_correct -> correct   mask-crops/synthetic_incorrect -> incorrect
-  mask-scenes boxed faces (with_mask / without_mask / mask_weared_incorrect), scenes split by file name
-Faces are aligned exactly as at run time (``FaceFinder.find_in_crop``), then ``mask_features``.
+Training needs the extra ``torch`` (``pip install torch==2.13.0``, CPU); inference does not (onnxruntime).
 
-    python scripts/train_mask_classifier.py            # seed 0; writes the model and results/mask_classifier.json
+Data, split by a fixed hash of each file name (``periface.evaluation.voc.split_of``, 25% test; the same split every
+component holds out):
+  mask-crops/without_mask -> none           mask-crops/with_mask -> correct
+  mask-crops/synthetic_correct -> correct    mask-crops/synthetic_incorrect -> incorrect, except its
+      ``*_Mask_Nose_Mouth`` files (only the chin uncovered: nose and mouth ARE covered) -> correct
+  mask-scenes boxed faces (with_mask / without_mask / mask_weared_incorrect), split by scene file name
+  renders: ``periface.mask.render.add_mask`` on every without_mask crop (split of the source crop), coverage
+      "full" -> correct, "nose_exposed" / "chin" -> incorrect
+Crop faces find their box with ``FaceFinder.find_in_crop`` (as at run time); scene faces use the annotated box.
+Each sample is stored as a square context of 1.6x the box side (96 px); training draws 1.1-1.4x crops with jitter,
+run time uses ``CONTEXT`` (1.25x) - see ``periface.mask.classify``.
+
+    OMP_NUM_THREADS=1 python scripts/train_mask_classifier.py     # seed 0; data cached in .cache/mask_cnn_data.npz
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
-import numpy as np
-from rich.progress import track
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import confusion_matrix
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from periface.align import align_faces
-from periface.detect import FaceFinder
-from periface.evaluation.datasets import require_datasets
-from periface.evaluation.voc import read_scenes, split_of
-from periface.faces import MASK_STATES
-from periface.image import load_image
-from periface.mask.classify import CLASSIFIER_FILE, LinearMaskClassifier, mask_features
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
-CROP_SETS = {"without_mask": "none", "with_mask": "correct", "synthetic_correct": "correct",
-             "synthetic_incorrect": "incorrect"}
-FEATURES_CACHE = Path(".cache/mask_features.npz")
+from periface.detect import FaceFinder  # noqa: E402
+from periface.evaluation.datasets import require_datasets  # noqa: E402
+from periface.evaluation.voc import read_scenes, split_of  # noqa: E402
+from periface.faces import MASK_STATES  # noqa: E402
+from periface.image import load_image  # noqa: E402
+from periface.mask.classify import INPUT_PX, MODEL_FILE, OnnxMaskClassifier, context_crop  # noqa: E402
 
-
-def crop_with_margin(rgb: np.ndarray, box: np.ndarray, margin: float = 0.15) -> np.ndarray:
-    x0, y0, x1, y1 = box
-    mx, my = (x1 - x0) * margin, (y1 - y0) * margin
-    h, w = rgb.shape[:2]
-    xa, ya, xb, yb = int(max(0, x0 - mx)), int(max(0, y0 - my)), int(min(w, x1 + mx)), int(min(h, y1 + my))
-    return rgb[ya:yb, xa:xb]
+DATA_CACHE = Path(".cache/mask_cnn_data.npz")
+STORE_CONTEXT, STORE_PX = 1.6, 96
+SEED = 0
 
 
-def collect(root: Path, finder: FaceFinder) -> dict[str, np.ndarray]:
-    rows: list[tuple[str, str, str, np.ndarray]] = []  # (source, split, state, crop)
-    for folder, state in CROP_SETS.items():
-        for path in sorted((root / "mask-crops" / folder).glob("*")):
-            rows.append((f"crops/{folder}", split_of(path.name), state, load_image(path)))
+def crop_state(folder: str, name: str) -> str:
+    if folder == "without_mask":
+        return "none"
+    if folder == "synthetic_incorrect" and not name.endswith("_Mask_Nose_Mouth.jpg"):
+        return "incorrect"
+    return "correct"
+
+
+def collect(root: Path) -> dict[str, np.ndarray]:
+    from periface.mask.render import add_mask
+
+    finder = FaceFinder.default()
+    rows: list[tuple[str, str, str, str, np.ndarray]] = []  # source, name, split, state, 96-px context
+
+    def add(source, name, split, state, rgb, box):
+        rows.append((source, name, split, state, context_crop(rgb, box, STORE_CONTEXT, STORE_PX)))
+
+    t0 = time.time()
+    for folder in ("without_mask", "with_mask", "synthetic_correct", "synthetic_incorrect"):
+        for i, path in enumerate(sorted((root / "mask-crops" / folder).glob("*.jpg"))):
+            rgb = load_image(path)
+            box = finder.find_in_crop(rgb).boxes[0]
+            split = split_of(path.name)
+            add(f"crops/{folder}", path.name, split, crop_state(folder, path.name), rgb, box)
+            if folder == "without_mask":
+                # A render per unmasked crop: half worn correctly, half not (nose exposed or under the chin).
+                coverage = ("full", "nose_exposed", "chin")[int(np.random.default_rng(i).choice(3, p=[0.45, 0.35, 0.2]))]
+                out = add_mask(rgb, seed=i, coverage=coverage)
+                if out is not None:
+                    add("renders", path.name, split, "correct" if coverage == "full" else "incorrect", out.image, box)
+        print(f"{folder}: {len(rows)} samples, {time.time() - t0:.0f} s", flush=True)
     for scene in read_scenes(root / "mask-scenes"):
         rgb = load_image(scene.image)
-        for box, state in zip(scene.boxes, scene.states):
-            if state != "unknown" and min(box[2] - box[0], box[3] - box[1]) >= 8:
-                rows.append(("scenes", split_of(scene.image.name), state, crop_with_margin(rgb, box)))
-    feats = []
-    for _, _, _, crop in track(rows, description="aligning and featurising"):
-        faces = finder.find_in_crop(crop)
-        feats.append(mask_features(align_faces(crop, faces.landmarks[:1], 112))[0])
+        for k, (box, state) in enumerate(zip(scene.boxes, scene.states)):
+            if state != "unknown" and min(box[2] - box[0], box[3] - box[1]) >= 4:
+                add("scenes", f"{scene.image.name}#{k}", split_of(scene.image.name), state, rgb, box)
+    print(f"scenes: {len(rows)} samples, {time.time() - t0:.0f} s", flush=True)
     return {
-        "source": np.array([r[0] for r in rows]), "split": np.array([r[1] for r in rows]),
-        "state": np.array([r[2] for r in rows]), "x": np.stack(feats),
+        "source": np.array([r[0] for r in rows]), "name": np.array([r[1] for r in rows]),
+        "split": np.array([r[2] for r in rows]), "state": np.array([r[3] for r in rows]),
+        "x": np.stack([r[4] for r in rows]),
     }
 
 
-def main() -> int:
-    root = require_datasets()
-    if FEATURES_CACHE.exists():
-        data = dict(np.load(FEATURES_CACHE))
-    else:
-        data = collect(root, FaceFinder.default())
-        FEATURES_CACHE.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(FEATURES_CACHE, **data)
+def build_net():
+    import torch.nn as nn
+
+    def block(cin, cout):
+        return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+    return nn.Sequential(
+        *block(3, 16), nn.MaxPool2d(2),  # 32
+        *block(16, 32), nn.MaxPool2d(2),  # 16
+        *block(32, 64), nn.MaxPool2d(2),  # 8
+        *block(64, 96), nn.MaxPool2d(2),  # 4: keep the layout (where the mask edge sits), no global pooling
+        nn.Flatten(), nn.Dropout(0.3), nn.Linear(96 * 16, 3),
+    )
+
+
+def augment(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """96-px contexts -> jittered INPUT_PX crops: scale 1.1-1.4x box, shift, small rotation, flip, colour, blur."""
+    out = np.empty((len(batch), INPUT_PX, INPUT_PX, 3), np.uint8)
+    c = STORE_PX / 2
+    for i, img in enumerate(batch):
+        side = STORE_PX * rng.uniform(1.1, 1.4) / STORE_CONTEXT
+        box_side = STORE_PX / STORE_CONTEXT
+        cx, cy = c + rng.normal(0, 0.05) * box_side, c + rng.normal(0, 0.05) * box_side
+        m = cv2.getRotationMatrix2D((cx, cy), rng.normal(0, 8), INPUT_PX / side)
+        m[:, 2] += INPUT_PX / 2 - np.array([cx, cy])
+        crop = cv2.warpAffine(img, m, (INPUT_PX, INPUT_PX), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        if rng.random() < 0.3:  # small, blurry faces of crowds
+            s = rng.uniform(0.25, 0.6)
+            small = cv2.resize(crop, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+            crop = cv2.resize(small, (INPUT_PX, INPUT_PX), interpolation=cv2.INTER_LINEAR)
+        f = crop.astype(np.float32) * rng.uniform(0.7, 1.3) + rng.uniform(-25, 25)
+        if rng.random() < 0.2:
+            f = f.mean(axis=2, keepdims=True).repeat(3, axis=2)
+        out[i] = np.clip(f, 0, 255).astype(np.uint8)
+    return out
+
+
+def centre(batch: np.ndarray) -> np.ndarray:
+    """The run-time view of stored contexts (the same crop ``context_crop`` makes from a box)."""
+    from periface.mask.classify import CONTEXT
+
+    side = STORE_PX * CONTEXT / STORE_CONTEXT
+    m = np.array([[INPUT_PX / side, 0, INPUT_PX / 2 - STORE_PX / 2 * INPUT_PX / side],
+                  [0, INPUT_PX / side, INPUT_PX / 2 - STORE_PX / 2 * INPUT_PX / side]], np.float32)
+    return np.stack([cv2.warpAffine(b, m, (INPUT_PX, INPUT_PX), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
+                     for b in batch])
+
+
+def train(data: dict[str, np.ndarray], epochs: int) -> None:
+    import torch
+
+    torch.manual_seed(SEED)
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(SEED)
     y = np.array([MASK_STATES.index(s) for s in data["state"]])
-    train = data["split"] == "train"
-    x = data["x"]
-    mean, scale = x[train].mean(0), x[train].std(0) + 1e-6
-    model = LogisticRegression(C=0.05, max_iter=3000, class_weight="balanced", random_state=0)
-    model.fit((x[train] - mean) / scale, y[train])
-    clf = LinearMaskClassifier(mean.astype(np.float32), scale.astype(np.float32),
-                               model.coef_.astype(np.float32), model.intercept_.astype(np.float32))
-    clf.save(CLASSIFIER_FILE)
-    digest = hashlib.sha256(CLASSIFIER_FILE.read_bytes()).hexdigest()
-    (CLASSIFIER_FILE.parent / "SHA256SUMS").write_text(f"{digest}  {CLASSIFIER_FILE.name}\n")
-    pred = clf.probabilities(x).argmax(1)
-    report: dict = {"model_sha256": digest}
-    for source in sorted(set(data["source"])):
-        test = (~train) & (data["source"] == source)
-        report[source] = {"test_n": int(test.sum()), "accuracy": float(np.mean(pred[test] == y[test]))}
-    crops_real = (~train) & np.isin(data["source"], ["crops/with_mask", "crops/without_mask"])
-    # Real crops are judged two-way (masked or not): their "with_mask" label does not say how it is worn.
-    report["real_crops_mask_vs_none"] = float(np.mean((pred[crops_real] > 0) == (y[crops_real] > 0)))
-    scenes = (~train) & (data["source"] == "scenes")
-    report["scenes_three_way"] = float(np.mean(pred[scenes] == y[scenes]))
-    report["scenes_confusion(rows=truth none,correct,incorrect)"] = confusion_matrix(y[scenes], pred[scenes], labels=[0, 1, 2]).tolist()
+    tr = np.flatnonzero(data["split"] == "train")
+    # Scenes are the hardest and most like deployment: drawn twice as often. Classes balanced by weight.
+    weight = np.where(data["source"][tr] == "scenes", 2.0, 1.0)
+    counts = np.bincount(y[tr], weights=weight, minlength=3)
+    weight = weight / counts[y[tr]]
+    weight /= weight.sum()
+    net = build_net()
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-3)
+    steps_per_epoch, bs = len(tr) // 64, 64
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=epochs * steps_per_epoch)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.05)
+    for epoch in range(epochs):
+        net.train()
+        t0, total = time.time(), 0.0
+        for _ in range(steps_per_epoch):
+            idx = tr[rng.choice(len(tr), bs, p=weight)]
+            xb = torch.from_numpy(to_input(augment(data["x"][idx], rng)))
+            loss = loss_fn(net(xb), torch.from_numpy(y[idx]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss)
+        print(f"epoch {epoch + 1}/{epochs}: loss {total / steps_per_epoch:.3f}, {time.time() - t0:.0f} s", flush=True)
+    net.eval()
+    torch.onnx.export(net, torch.zeros(1, 3, INPUT_PX, INPUT_PX), str(MODEL_FILE), input_names=["image"],
+                      output_names=["logits"], dynamic_axes={"image": {0: "n"}, "logits": {0: "n"}}, dynamo=False)
+    digest = hashlib.sha256(MODEL_FILE.read_bytes()).hexdigest()
+    sums = MODEL_FILE.with_name("SHA256SUMS")
+    lines = [ln for ln in (sums.read_text().splitlines() if sums.exists() else []) if not ln.endswith(f"  {MODEL_FILE.name}")]
+    sums.write_text("\n".join(lines + [f"{digest}  {MODEL_FILE.name}"]) + "\n")
+    print(f"wrote {MODEL_FILE} ({MODEL_FILE.stat().st_size / 1e3:.0f} kB, sha256 {digest[:12]})")
+
+
+def to_input(batch: np.ndarray) -> np.ndarray:
+    from periface.mask.classify import normalise
+
+    return normalise(batch)
+
+
+def evaluate(data: dict[str, np.ndarray]) -> dict:
+    """Test-split numbers, computed with the shipped ONNX model through the run-time code path."""
+    from sklearn.metrics import confusion_matrix
+
+    clf = OnnxMaskClassifier.load()
+    te = np.flatnonzero(data["split"] == "test")
+    prob = np.concatenate([clf.probabilities_of_inputs(centre(data["x"][te[i:i + 256]]))
+                           for i in range(0, len(te), 256)])
+    pred = prob.argmax(1)
+    y = np.array([MASK_STATES.index(s) for s in data["state"][te]])
+    src = data["source"][te]
+    report: dict = {"model_sha256": hashlib.sha256(MODEL_FILE.read_bytes()).hexdigest(), "split": "test (split_of)"}
+    for s in sorted(set(src)):
+        sel = src == s
+        report[s] = {"test_n": int(sel.sum()), "accuracy": float(np.mean(pred[sel] == y[sel]))}
+    real = np.isin(src, ["crops/with_mask", "crops/without_mask"])
+    # Real crops are judged two-way: their "with_mask" label does not say how it is worn.
+    report["real_crops_masked_vs_none"] = float(np.mean((pred[real] > 0) == (y[real] > 0)))
+    wm = src == "crops/with_mask"
+    report["with_mask_routed_as_masked"] = float(np.mean(pred[wm] > 0))
+    wo = src == "crops/without_mask"
+    report["without_mask_routed_as_none"] = float(np.mean(pred[wo] == 0))
+    sc = src == "scenes"
+    report["scenes_three_way"] = float(np.mean(pred[sc] == y[sc]))
+    report["scenes_masked_vs_none"] = float(np.mean((pred[sc] > 0) == (y[sc] > 0)))
+    report["scenes_confusion"] = {"rows_truth_cols_pred": list(MASK_STATES),
+                                  "matrix": confusion_matrix(y[sc], pred[sc], labels=[0, 1, 2]).tolist()}
+    mfn = np.isin(src, ["crops/synthetic_correct", "crops/synthetic_incorrect"])
+    report["maskedfacenet_three_way"] = float(np.mean(pred[mfn] == y[mfn]))
+    report["maskedfacenet_confusion"] = confusion_matrix(y[mfn], pred[mfn], labels=[0, 1, 2]).tolist()
+    return report
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--eval-only", action="store_true")
+    args = ap.parse_args()
+    root = require_datasets()
+    if DATA_CACHE.exists():
+        data = dict(np.load(DATA_CACHE))
+    else:
+        data = collect(root)
+        DATA_CACHE.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(DATA_CACHE, **data)
+    print({s: int((data["source"] == s).sum()) for s in sorted(set(data["source"]))})
+    if not args.eval_only:
+        train(data, args.epochs)
+    report = evaluate(data)
     Path("results").mkdir(exist_ok=True)
     Path("results/mask_classifier.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))

@@ -1,8 +1,9 @@
 """Detection quality on boxed scenes: recall, precision and average precision at IoU 0.5, per mask class and size.
 
 Matching is Pascal-VOC's: detections sorted by score, each takes the best-overlapping unmatched ground-truth box
-with IoU >= 0.5, else it is a false box. Size bands use the box's shorter side (ground truth for recall, the
-detection's own box for precision): ``small`` < 32 px, ``medium`` 32-96 px, ``large`` > 96 px.
+with IoU >= 0.5, else it is a false box. Size bands use the box's shorter side: ``small`` < 32 px, ``medium``
+32-96 px, ``large`` > 96 px. A band's numbers count its ground-truth faces, the detections that matched them, and
+the false boxes whose own size falls in the band (as COCO's area ranges do), so AP stays within [0, 1].
 
 >>> acc = DetectionTally()
 >>> acc.add(gt_boxes, gt_states, det_boxes, det_scores)        # doctest: +SKIP
@@ -68,6 +69,7 @@ class DetectionTally:
     det_tp: list[np.ndarray] = field(default_factory=list)
     det_band: list[np.ndarray] = field(default_factory=list)
     det_state: list[np.ndarray] = field(default_factory=list)  # state of the matched ground truth, "" if false
+    det_gt_band: list[np.ndarray] = field(default_factory=list)  # band of the matched ground truth, "" if false
 
     def add(self, gt: np.ndarray, states: list[str], det: np.ndarray, scores: np.ndarray) -> None:
         gt = np.asarray(gt, np.float32).reshape(-1, 4)
@@ -76,6 +78,8 @@ class DetectionTally:
         hit, tp = match(gt, det, scores)
         # Which ground truth each true detection took, to know its class (for per-class AP).
         state_of_det = np.full(len(det), "", dtype=object)
+        gt_band_of_det = np.full(len(det), "", dtype=object)
+        gt_bands = band_of(gt)
         if len(gt) and len(det):
             iou = iou_matrix(det, gt)
             taken = np.zeros(len(gt), bool)
@@ -84,13 +88,15 @@ class DetectionTally:
                     g = int(np.argmax(np.where(taken, -1.0, iou[d])))
                     taken[g] = True
                     state_of_det[d] = states[g]
+                    gt_band_of_det[d] = gt_bands[g]
         self.gt_state.append(np.array(states, dtype=object))
-        self.gt_band.append(band_of(gt))
+        self.gt_band.append(gt_bands)
         self.gt_hit.append(hit)
         self.det_score.append(scores)
         self.det_tp.append(tp)
         self.det_band.append(band_of(det))
         self.det_state.append(state_of_det)
+        self.det_gt_band.append(gt_band_of_det)
 
     def _cat(self, name: str) -> np.ndarray:
         parts = getattr(self, name)
@@ -99,6 +105,12 @@ class DetectionTally:
     def summary(self) -> dict[str, Any]:
         gs, gb, gh = self._cat("gt_state"), self._cat("gt_band"), self._cat("gt_hit").astype(bool)
         ds, dt, db = self._cat("det_score"), self._cat("det_tp").astype(bool), self._cat("det_band")
+        dgb = self._cat("det_gt_band")
+
+        def in_band(bands: set[str]) -> np.ndarray:
+            """True detections of faces in ``bands`` and false boxes whose own size is in ``bands``."""
+            return np.where(dt, np.isin(dgb, list(bands)), np.isin(db, list(bands)))
+
         out: dict[str, Any] = {"images": len(self.gt_hit), "faces": int(len(gs)), "detections": int(len(ds))}
 
         def row(gsel: np.ndarray, dsel: np.ndarray | None) -> dict[str, Any]:
@@ -115,9 +127,8 @@ class DetectionTally:
         every_det = np.ones(len(ds), bool)
         out["all"] = row(np.ones(len(gs), bool), every_det)
         for band in BANDS:
-            out[band] = row(gb == band, db == band)
-        big_det = db != "small"
-        out[">=32"] = row(gb != "small", big_det)
+            out[band] = row(gb == band, in_band({band}))
+        out[">=32"] = row(gb != "small", in_band({"medium", "large"}))
         masked = np.isin(gs, ["correct", "incorrect"])
         out["masked>=32"] = row(masked & (gb != "small"), None)
         out["masked>=32"]["precision_of_boxes>=32"] = out[">=32"]["precision"]

@@ -1,0 +1,129 @@
+"""Mask state CNN: real faces unmasked -> none, rendered full masks -> correct, nose exposed -> incorrect."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from periface.errors import ModelError
+from periface.faces import MASK_STATES
+from periface.image import load_image
+from periface.mask.classify import (
+    INPUT_PX, MODEL_FILE, OnnxMaskClassifier, context_crop, default_mask_classifier, nose_mouth_visibility,
+)
+
+
+@pytest.fixture(scope="module")
+def clf():
+    return default_mask_classifier()
+
+
+@pytest.fixture(scope="module")
+def finder():
+    from periface.detect import FaceFinder
+
+    return FaceFinder.default()
+
+
+@pytest.fixture(scope="module")
+def obama(fixtures):
+    return load_image(fixtures / "obama.jpg")
+
+
+def _render(rgb, coverage, seed):
+    from periface.mask.render import add_mask
+
+    out = add_mask(rgb, seed=seed, coverage=coverage)
+    assert out is not None
+    return out.image
+
+
+def test_unmasked_faces_are_none(clf, finder, fixtures):
+    for name in ("obama.jpg", "biden.jpg", "two_people.jpg"):
+        rgb = load_image(fixtures / name)
+        faces = finder.find(rgb)
+        labels, score = clf.classify(rgb, faces)
+        assert labels == ["none"] * len(faces), name
+        assert np.all(score < 0.5)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_full_mask_render_is_correct(clf, finder, obama, seed):
+    rgb = _render(obama, "full", seed)
+    faces = finder.find(rgb)
+    labels, score = clf.classify(rgb, faces.select(faces.largest()))
+    assert labels == ["correct"] and score[0] > 0.5
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_nose_exposed_render_is_incorrect(clf, finder, obama, seed):
+    rgb = _render(obama, "nose_exposed", seed)
+    faces = finder.find(rgb)
+    labels, score = clf.classify(rgb, faces.select(faces.largest()))
+    assert labels == ["incorrect"] and score[0] > 0.5
+
+
+def test_no_faces_gives_empty_results(clf, obama):
+    from periface.faces import Faces
+
+    labels, score = clf.classify(obama, Faces.empty(obama.shape[:2]))
+    assert labels == [] and score.shape == (0,)
+
+
+def test_altered_weights_are_refused(tmp_path):
+    shutil.copy(MODEL_FILE, tmp_path / MODEL_FILE.name)
+    shutil.copy(MODEL_FILE.with_name("SHA256SUMS"), tmp_path / "SHA256SUMS")
+    OnnxMaskClassifier.load(tmp_path / MODEL_FILE.name)  # the intact copy loads
+    with open(tmp_path / MODEL_FILE.name, "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ModelError):
+        OnnxMaskClassifier.load(tmp_path / MODEL_FILE.name)
+
+
+def test_context_crop_is_centred_on_the_box():
+    img = np.zeros((200, 200, 3), np.uint8)
+    img[90:110, 90:110] = 255  # a white square in the middle of the box below
+    crop = context_crop(img, np.array([60, 60, 140, 140]))
+    assert crop.shape == (INPUT_PX, INPUT_PX, 3)
+    centre = crop[INPUT_PX // 2 - 3:INPUT_PX // 2 + 3, INPUT_PX // 2 - 3:INPUT_PX // 2 + 3]
+    assert centre.min() > 200 and crop[:5, :5].max() == 0
+
+
+def test_nose_and_mouth_visibility(clf, finder, obama):
+    faces = finder.find(obama)
+    bare = nose_mouth_visibility(obama, faces, clf.probabilities(obama, faces))
+    assert bare.shape == (1, 2) and np.all(bare > 0.5)
+    masked = _render(obama, "full", 5)
+    faces = finder.find(masked)
+    covered = nose_mouth_visibility(masked, faces, clf.probabilities(masked, faces))
+    assert np.all(covered < 0.5)
+
+
+def test_masked_crops_are_routed_as_masked(clf, datasets):
+    """Held-out real crops with a mask: classified masked (correct or incorrect), as issue 3 routes them."""
+    from periface.detect import FaceFinder
+    from periface.evaluation.voc import split_of
+
+    finder = FaceFinder.default()
+    paths = [p for p in sorted((datasets / "mask-crops" / "with_mask").glob("*.jpg")) if split_of(p.name) == "test"][:40]
+    masked = 0
+    for p in paths:
+        rgb = load_image(p)
+        labels, _ = clf.classify(rgb, finder.find_in_crop(rgb))
+        masked += labels[0] != "none"
+    assert masked / len(paths) >= 0.95
+    assert set(MASK_STATES) == {"none", "correct", "incorrect"}
+
+
+@pytest.mark.xfail(strict=True, reason="known weakness: on large unmasked faces boxed by CrowdFinder (annotation-style "
+                   "boxes, forehead cut) the CNN gives 'incorrect' 0.3-0.5; see docs/crowds.md")
+def test_unmasked_faces_boxed_by_the_crowd_finder_are_none(clf, fixtures):
+    from periface.detect.crowd import CrowdFinder
+
+    finder = CrowdFinder.default()
+    for name in ("obama.jpg", "obama_small.jpg"):
+        rgb = load_image(fixtures / name)
+        labels, _ = clf.classify(rgb, finder.find(rgb))
+        assert labels == ["none"], name
