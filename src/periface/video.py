@@ -1,0 +1,388 @@
+"""Faces in video and streams: detect per frame, track across frames, one record per track.
+
+``watch(source)`` decodes a video file, an RTSP/HTTP stream (anything OpenCV's FFmpeg backend opens) or a folder of
+images (sorted by name), finds faces in each frame, links them into tracks and yields one JSON-ready record per
+track when it ends: first and last seen, the best-quality frame, the mask state by vote over the track's frames
+and, with a gallery, the candidate list of a single search on the track's best frame (not one per frame).
+
+>>> for record in watch("tests/fixtures/short_hamilton_clip.mp4"):     # doctest: +SKIP
+...     print(record["track"], record["mask"], record["frames"])
+
+The tracker is a small ByteTrack-style one: detections are split by score, confident ones are matched first to
+the predicted (constant-velocity) boxes of live tracks by IoU with the Hungarian method, weak ones may only extend
+existing tracks, and a track ends after ``max_missed`` frames unseen.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import cv2
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from .detect.base import iou_matrix
+from .faces import MASK_STATES, Faces
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+# ------------------------------------------------------------------------------------------------- decoding
+
+
+@dataclass(frozen=True)
+class Frame:
+    index: int
+    time_s: float
+    rgb: np.ndarray
+
+
+def frames(source: str | Path, *, every: int = 1, max_frames: int | None = None) -> Iterator[Frame]:
+    """RGB frames of a video file, a stream URL or a folder of images; ``every`` keeps one frame in ``every``."""
+    src = str(source)
+    path = Path(src)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        for i, f in enumerate(files[::every][:max_frames]):
+            bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
+            if bgr is not None:
+                yield Frame(i * every, float(i * every), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        return
+    if "://" not in src and not path.exists():
+        raise FileNotFoundError(src)
+    cap = cv2.VideoCapture(src)
+    if not cap.isOpened():
+        raise OSError(f"cannot open video source {src!r}")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+    index = emitted = 0
+    try:
+        while max_frames is None or emitted < max_frames:
+            if index % every and cap.grab():  # skip without decoding
+                index += 1
+                continue
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            t = index / fps if fps > 0 else cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            yield Frame(index, float(t), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            index += 1
+            emitted += 1
+    finally:
+        cap.release()
+
+
+# ------------------------------------------------------------------------------------------------- tracking
+
+
+@dataclass
+class Track:
+    id: int
+    box: np.ndarray
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))
+    hits: int = 1
+    missed: int = 0
+
+    def predicted(self) -> np.ndarray:
+        return self.box + self.velocity * (self.missed + 1)
+
+
+class IoUTracker:
+    """ByteTrack-style association by IoU; ``update`` returns the track id of each detection (-1: unassigned).
+
+    >>> t = IoUTracker()
+    >>> t.update(np.array([[10, 10, 50, 50]], np.float32), np.array([0.9]))
+    array([0])
+    """
+
+    def __init__(self, iou_threshold: float = 0.2, high_score: float = 0.5, max_missed: int = 15) -> None:
+        self.iou_threshold = iou_threshold
+        self.high_score = high_score
+        self.max_missed = max_missed
+        self.tracks: list[Track] = []
+        self.ended: list[Track] = []  # tracks dropped at the last update, for the caller to close
+        self._next = 0
+
+    def update(self, boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        scores = np.asarray(scores, np.float32).reshape(-1)
+        ids = np.full(len(boxes), -1, np.int64)
+        live = list(range(len(self.tracks)))
+        high = np.flatnonzero(scores >= self.high_score)
+        low = np.flatnonzero(scores < self.high_score)
+        for dets in (high, low):
+            live = self._associate(dets, live, boxes, ids)
+        for t in (self.tracks[i] for i in live):  # not seen in this frame
+            t.missed += 1
+        for d in high[ids[high] < 0]:  # only confident detections start tracks
+            self.tracks.append(Track(self._next, boxes[d].copy()))
+            ids[d] = self._next
+            self._next += 1
+        self.ended = [t for t in self.tracks if t.missed > self.max_missed]
+        self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
+        return ids
+
+    def _associate(self, dets: np.ndarray, live: list[int], boxes: np.ndarray, ids: np.ndarray) -> list[int]:
+        if len(dets) == 0 or not live:
+            return live
+        pred = np.stack([self.tracks[i].predicted() for i in live])
+        iou = iou_matrix(pred, boxes[dets])
+        rows, cols = linear_sum_assignment(-iou)
+        matched = set()
+        for r, c in zip(rows, cols):
+            if iou[r, c] < self.iou_threshold:
+                continue
+            t, d = self.tracks[live[r]], dets[c]
+            step = (boxes[d] - t.box) / (t.missed + 1)
+            t.velocity = 0.6 * t.velocity + 0.4 * step
+            t.box, t.missed = boxes[d].copy(), 0
+            t.hits += 1
+            ids[d] = t.id
+            matched.add(r)
+        return [i for k, i in enumerate(live) if k not in matched]
+
+
+# ------------------------------------------------------------------------------------------------- quality
+
+
+def face_quality(faces: Faces) -> np.ndarray:
+    """(N,) in [0, 1]: detector score x size (saturating at 112 px, the recogniser's input) x frontalness.
+
+    Frontalness compares the nose tip's distance to each eye: equal in a frontal face, one-sided when turned.
+    """
+    if len(faces) == 0:
+        return np.zeros((0,), np.float32)
+    side = np.min(faces.boxes[:, 2:] - faces.boxes[:, :2], axis=1)
+    size = np.clip(side / 112.0, 0, 1)
+    lm = faces.landmarks
+    d_left = np.linalg.norm(lm[:, 2] - lm[:, 0], axis=1)
+    d_right = np.linalg.norm(lm[:, 2] - lm[:, 1], axis=1)
+    frontal = 1.0 - np.abs(d_left - d_right) / np.maximum(d_left + d_right, 1e-6)
+    return (np.clip(faces.scores, 0, 1) * size * np.clip(frontal, 0, 1)).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------- records
+
+
+@dataclass
+class _TrackState:
+    id: int
+    first_frame: int
+    first_time: float
+    last_frame: int = 0
+    last_time: float = 0.0
+    frames: int = 0
+    votes: Counter = field(default_factory=Counter)
+    mask_scores: list[float] = field(default_factory=list)
+    best_quality: float = -1.0
+    best_frame: int = -1
+    best_time: float = 0.0
+    best_box: np.ndarray | None = None
+    best_crop: np.ndarray | None = None  # the face with a margin, kept only until the track is closed
+
+
+def _margin_crop(rgb: np.ndarray, box: np.ndarray, margin: float = 0.4) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    mx, my = (x1 - x0) * margin, (y1 - y0) * margin
+    h, w = rgb.shape[:2]
+    xa, ya = int(max(0, x0 - mx)), int(max(0, y0 - my))
+    xb, yb = int(min(w, x1 + mx)), int(min(h, y1 + my))
+    return rgb[ya:yb, xa:xb].copy()
+
+
+def _record(s: _TrackState, search: Callable[[np.ndarray], list[dict]] | None) -> dict[str, Any]:
+    n = sum(s.votes.values())
+    state = max(MASK_STATES, key=lambda m: (s.votes[m], m == "correct")) if n else None
+    rec: dict[str, Any] = {
+        "track": s.id,
+        "first_seen": {"frame": s.first_frame, "time_s": round(s.first_time, 3)},
+        "last_seen": {"frame": s.last_frame, "time_s": round(s.last_time, 3)},
+        "frames": s.frames,
+        "best_frame": {"frame": s.best_frame, "time_s": round(s.best_time, 3),
+                       "box": [round(float(v), 1) for v in s.best_box], "quality": round(s.best_quality, 4)},
+        "mask": state,
+        "mask_votes": {m: s.votes[m] for m in MASK_STATES},
+        "mask_score": round(float(np.mean(s.mask_scores)), 4) if s.mask_scores else None,
+    }
+    if search is not None and s.best_crop is not None:
+        rec["candidates"] = search(s.best_crop)
+    return rec
+
+
+def gallery_searcher(gallery: Any, k: int = 5, purpose: str = "video watch") -> Callable[[np.ndarray], list[dict]]:
+    """One audited ``Gallery.search`` on a track's best crop; errors (no face in it) give an empty list."""
+    from .errors import PerifaceError
+
+    def search(crop: np.ndarray) -> list[dict]:
+        try:
+            return [c.to_dict() for c in gallery.search(crop, k, crop=True, purpose=purpose)]
+        except PerifaceError:
+            return []
+
+    return search
+
+
+def watch(
+    source: str | Path,
+    gallery: Any = None,
+    *,
+    finder: Any = None,
+    mask_classifier: Any = None,
+    tracker: IoUTracker | None = None,
+    every: int = 1,
+    max_frames: int | None = None,
+    min_frames: int = 2,
+    k: int = 5,
+    annotate: str | Path | None = None,
+    on_frame: Callable[[Frame, Faces, np.ndarray], None] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Yield one record per face track of ``source`` (video file, stream URL or image folder), as tracks end.
+
+    ``gallery``: a ``periface.gallery.Gallery`` or its folder; each track is searched once, on its best frame.
+    ``finder``: anything with ``find(rgb) -> Faces`` (default ``CrowdFinder.default()``); ``mask_classifier``: a
+    ``MaskClassifier`` (default the shipped CNN). Tracks seen in fewer than ``min_frames`` frames are dropped as
+    flicker. ``annotate``: write a video with the tracked boxes, ids and mask states.
+    """
+    if finder is None:
+        from .detect.crowd import CrowdFinder
+
+        finder = CrowdFinder.default()
+    if mask_classifier is None:
+        from .mask.classify import default_mask_classifier
+
+        mask_classifier = default_mask_classifier()
+    if gallery is not None and isinstance(gallery, (str, Path)):
+        from .gallery import Gallery
+
+        gallery = Gallery(gallery)
+    search = gallery_searcher(gallery, k) if gallery is not None else None
+    tracker = tracker or IoUTracker()
+    states: dict[int, _TrackState] = {}
+    writer: cv2.VideoWriter | None = None
+
+    def close(track_id: int) -> dict[str, Any] | None:
+        s = states.pop(track_id, None)
+        if s is None or s.frames < min_frames:
+            return None
+        return _record(s, search)
+
+    try:
+        for frame in frames(source, every=every, max_frames=max_frames):
+            faces = finder.find(frame.rgb)
+            labels, mask_score = mask_classifier.classify(frame.rgb, faces) if len(faces) else ([], np.zeros(0))
+            faces.mask, faces.mask_score = list(labels), np.asarray(mask_score, np.float32)
+            ids = tracker.update(faces.boxes, faces.scores)
+            quality = face_quality(faces)
+            for i, tid in enumerate(ids):
+                if tid < 0:
+                    continue
+                s = states.setdefault(int(tid), _TrackState(int(tid), frame.index, frame.time_s))
+                s.last_frame, s.last_time = frame.index, frame.time_s
+                s.frames += 1
+                s.votes[faces.mask[i]] += 1
+                s.mask_scores.append(float(faces.mask_score[i]))
+                if quality[i] > s.best_quality:
+                    s.best_quality, s.best_frame, s.best_time = float(quality[i]), frame.index, frame.time_s
+                    s.best_box = faces.boxes[i].copy()
+                    if search is not None:
+                        s.best_crop = _margin_crop(frame.rgb, faces.boxes[i])
+            if annotate is not None:
+                if writer is None:
+                    writer = _open_writer(annotate, frame.rgb.shape, source)
+                writer.write(draw_tracks(frame.rgb, faces, ids))
+            if on_frame is not None:
+                on_frame(frame, faces, ids)
+            for t in tracker.ended:
+                rec = close(t.id)
+                if rec is not None:
+                    yield rec
+        for tid in sorted(states):
+            rec = close(tid)
+            if rec is not None:
+                yield rec
+    finally:
+        if writer is not None:
+            writer.release()
+
+
+def _open_writer(path: str | Path, shape: tuple[int, ...], source: str | Path) -> cv2.VideoWriter:
+    cap = cv2.VideoCapture(str(source)) if not Path(str(source)).is_dir() else None
+    fps = (cap.get(cv2.CAP_PROP_FPS) if cap is not None else 0) or 10.0
+    if cap is not None:
+        cap.release()
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (shape[1], shape[0]))
+    if not writer.isOpened():
+        raise OSError(f"cannot write video {path}")
+    return writer
+
+
+_COLOURS = {"none": (0, 200, 255), "correct": (0, 200, 0), "incorrect": (0, 0, 255)}  # BGR
+
+
+def draw_tracks(rgb: np.ndarray, faces: Faces, ids: np.ndarray) -> np.ndarray:
+    """A BGR frame with each face's box, track id and mask state drawn."""
+    out = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    for i in range(len(faces)):
+        x0, y0, x1, y1 = [int(round(v)) for v in faces.boxes[i]]
+        state = faces.mask[i] if faces.mask else "none"
+        colour = _COLOURS.get(state, (255, 255, 255))
+        cv2.rectangle(out, (x0, y0), (x1, y1), colour, 2)
+        label = f"#{ids[i]} {state}" if ids[i] >= 0 else state
+        cv2.putText(out, label, (x0, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- COCO
+
+
+def coco_detections(results: list[tuple[str, Faces]], *, image_ids: dict[str, int] | None = None) -> dict[str, Any]:
+    """COCO-format detections of several images: ``[(file name, Faces), ...]`` -> a dict to ``json.dump``.
+
+    The dict has ``images``, ``categories`` (one per mask state: 1 none, 2 correct, 3 incorrect; a face without
+    a mask state counts as 1) and ``annotations`` with ``bbox`` as [x, y, width, height], ``score``,
+    ``keypoints`` (5 points, visibility 2) and ``mask_score``. ``annotations`` alone is the list COCO's results
+    loader (``COCO.loadRes``) takes.
+
+    >>> doc = coco_detections([("a.jpg", faces)])                         # doctest: +SKIP
+    >>> doc["annotations"][0]["bbox"], doc["annotations"][0]["category_id"]   # doctest: +SKIP
+    """
+    categories = [{"id": i + 1, "name": f"face_{m}_mask" if m != "none" else "face_no_mask", "supercategory": "face",
+                   "keypoints": ["left_eye", "right_eye", "nose", "mouth_left", "mouth_right"], "skeleton": []}
+                  for i, m in enumerate(MASK_STATES)]
+    images, annotations = [], []
+    for n, (name, faces) in enumerate(results):
+        image_id = (image_ids or {}).get(name, n + 1)
+        h, w = faces.image_size
+        images.append({"id": image_id, "file_name": str(name), "height": int(h), "width": int(w)})
+        for i in range(len(faces)):
+            x0, y0, x1, y1 = (float(v) for v in faces.boxes[i])
+            state = faces.mask[i] if faces.mask else "none"
+            kp = []
+            for x, y in faces.landmarks[i]:
+                kp += [round(float(x), 2), round(float(y), 2), 2]
+            ann = {
+                "id": len(annotations) + 1, "image_id": image_id, "category_id": MASK_STATES.index(state) + 1,
+                "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+                "area": round((x1 - x0) * (y1 - y0), 2), "iscrowd": 0, "score": round(float(faces.scores[i]), 5),
+                "keypoints": kp, "num_keypoints": 5,
+            }
+            if faces.mask_score is not None:
+                ann["mask_score"] = round(float(faces.mask_score[i]), 5)
+            if faces.detector:
+                ann["detector"] = faces.detector[i]
+            annotations.append(ann)
+    return {"info": {"description": "periface detections"}, "images": images, "categories": categories,
+            "annotations": annotations}
+
+
+def write_jsonl(records: Iterator[dict[str, Any]], stream: Any) -> int:
+    """Write records as JSON lines, flushing each (so a stream's consumer sees tracks as they end)."""
+    n = 0
+    for rec in records:
+        stream.write(json.dumps(rec) + "\n")
+        stream.flush()
+        n += 1
+    return n

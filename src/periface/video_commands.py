@@ -1,0 +1,42 @@
+"""The ``periface watch`` command: thin, it parses, calls ``periface.video.watch`` and writes JSON lines.
+
+Register with ``app.command()(watch)`` in ``cli.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def watch(
+    source: str = typer.Argument(..., help="video file, folder of images, or stream URL (rtsp://, http://)"),
+    gallery: Optional[Path] = typer.Option(None, "--gallery", help="gallery folder: search each track once"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write JSON lines here instead of stdout"),
+    annotate: Optional[Path] = typer.Option(None, "--annotate", help="write an annotated video (mp4)"),
+    every: int = typer.Option(1, "--every", min=1, help="process one frame in N"),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="stop after this many frames"),
+    min_frames: int = typer.Option(2, "--min-frames", min=1, help="drop tracks seen in fewer frames"),
+    k: int = typer.Option(5, "-k", min=1, help="gallery candidates per track"),
+    fast: bool = typer.Option(False, "--fast", help="one detector pass at native size (faster, misses small faces)"),
+) -> None:
+    """Track every face in a video or stream; one JSON line per track (first/last seen, best frame, mask, candidates)."""
+    from .detect.crowd import CrowdFinder
+    from .video import watch as watch_source, write_jsonl
+
+    finder = CrowdFinder.fast() if fast else CrowdFinder.default()
+    records = watch_source(source, gallery=gallery, finder=finder, every=every, max_frames=max_frames,
+                           min_frames=min_frames, k=k, annotate=annotate)
+    try:
+        if out is None:
+            n = write_jsonl(records, sys.stdout)
+        else:
+            with open(out, "w") as f:
+                n = write_jsonl(records, f)
+    except (OSError, FileNotFoundError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+    typer.echo(f"{n} track(s)", err=True)

@@ -1,0 +1,136 @@
+"""Video: the tracker keeps identities, ``watch`` yields one record per track, COCO export, the watch command."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from periface.faces import Faces
+from periface.image import load_image
+from periface.video import IoUTracker, coco_detections, face_quality, frames, watch
+
+
+def test_tracker_keeps_one_id_for_a_moving_face():
+    t = IoUTracker()
+    ids = []
+    for step in range(20):
+        x = 10 + 6 * step  # moves 6 px a frame, a 40 px box: consecutive IoU ~0.74
+        ids.append(int(t.update(np.array([[x, 50, x + 40, 90]], np.float32), np.array([0.9]))[0]))
+    assert set(ids) == {0}
+
+
+def test_tracker_separates_two_faces_and_survives_a_gap():
+    t = IoUTracker(max_missed=3)
+    a, b = np.array([0, 0, 40, 40], np.float32), np.array([200, 0, 240, 40], np.float32)
+    first = t.update(np.stack([a, b]), np.array([0.9, 0.9]))
+    assert len(set(first.tolist())) == 2
+    t.update(b[None], np.array([0.9]))  # a is hidden for a frame
+    again = t.update(np.stack([b, a]), np.array([0.9, 0.9]))
+    assert again.tolist() == first[::-1].tolist()
+    for _ in range(5):  # a disappears for good
+        t.update(b[None], np.array([0.9]))
+    assert [tr.id for tr in t.tracks] == [first[1]]
+
+
+def test_weak_detections_extend_but_do_not_start_tracks():
+    t = IoUTracker(high_score=0.5)
+    assert t.update(np.array([[0, 0, 40, 40]], np.float32), np.array([0.3]))[0] == -1
+    tid = t.update(np.array([[0, 0, 40, 40]], np.float32), np.array([0.9]))[0]
+    assert t.update(np.array([[2, 0, 42, 40]], np.float32), np.array([0.3]))[0] == tid
+
+
+def test_quality_prefers_large_frontal_faces():
+    lm_frontal = np.array([[30, 40], [70, 40], [50, 60], [35, 80], [65, 80]], np.float32)
+    lm_turned = np.array([[30, 40], [70, 40], [68, 60], [50, 80], [75, 80]], np.float32)
+    f = Faces(np.array([[0, 0, 100, 100]] * 2 + [[0, 0, 30, 30]], np.float32), np.array([0.9, 0.9, 0.9], np.float32),
+              np.stack([lm_frontal, lm_turned, lm_frontal * 0.3]), (200, 200))
+    q = face_quality(f)
+    assert q[0] > q[1] and q[0] > q[2]
+
+
+@pytest.fixture()
+def moving_face_dir(tmp_path, fixtures):
+    """Eight frames of obama's face sliding across a grey canvas."""
+    face = cv2.resize(cv2.imread(str(fixtures / "obama.jpg")), (320, 400))
+    for i in range(8):
+        canvas = np.full((480, 640, 3), 120, np.uint8)
+        x = 20 + 15 * i  # 15 px a frame; the face is ~90 px wide
+        canvas[40:440, x:x + 320] = face
+        cv2.imwrite(str(tmp_path / f"frame_{i:03d}.jpg"), canvas)
+    return tmp_path
+
+
+def test_watch_yields_one_track_for_one_moving_face(moving_face_dir, tmp_path):
+    out_video = tmp_path / "annotated.mp4"
+    records = list(watch(moving_face_dir, annotate=out_video))
+    assert len(records) == 1
+    r = records[0]
+    assert r["frames"] == 8 and r["first_seen"]["frame"] == 0 and r["last_seen"]["frame"] == 7
+    assert sum(r["mask_votes"].values()) == 8 and r["mask"] in ("none", "correct", "incorrect")
+    assert 0 <= r["best_frame"]["frame"] <= 7
+    assert out_video.exists() and out_video.stat().st_size > 1000
+    json.dumps(r)
+
+
+def test_watch_on_the_hamilton_clip(fixtures):
+    clip = fixtures / "short_hamilton_clip.mp4"
+    assert sum(1 for _ in frames(clip, every=5, max_frames=10)) == 10
+    from periface.detect.crowd import CrowdFinder
+
+    records = list(watch(clip, finder=CrowdFinder.fast(), max_frames=30))
+    assert records, "the clip shows two people talking: at least one track"
+    assert all(r["frames"] >= 2 and r["mask"] in ("none", "correct", "incorrect") for r in records)
+    assert max(r["frames"] for r in records) >= 20  # a face followed over most of the 30 frames
+
+
+def test_watch_searches_each_track_once(moving_face_dir, fixtures, key_env):
+    from periface.gallery import Gallery
+    from periface.privacy.consent import Consent
+
+    g = Gallery(key_env / "g")
+    g.enroll("obama", [fixtures / "obama2.jpg"], consent=Consent(subject="obama", purpose="test"))
+    calls = []
+    search = g.search
+
+    def counting(*a, **kw):
+        calls.append(1)
+        return search(*a, **kw)
+
+    g.search = counting
+    records = list(watch(moving_face_dir, gallery=g, k=1))
+    assert len(records) == 1 and len(calls) == 1
+    assert records[0]["candidates"][0]["identity"] == "obama"
+
+
+def test_coco_detections_layout(fixtures):
+    rgb = load_image(fixtures / "two_people.jpg")
+    from periface.detect import FaceFinder
+
+    faces = FaceFinder.default().find(rgb)
+    faces.mask, faces.mask_score = ["none", "correct"], np.array([0.1, 0.9], np.float32)
+    doc = coco_detections([("two_people.jpg", faces)])
+    assert doc["images"][0]["width"] == rgb.shape[1] and len(doc["annotations"]) == 2
+    a = doc["annotations"][1]
+    x, y, w, h = a["bbox"]
+    assert w > 0 and h > 0 and a["category_id"] == 2 and len(a["keypoints"]) == 15
+    assert {c["id"] for c in doc["categories"]} == {1, 2, 3}
+    json.dumps(doc)
+
+
+def test_watch_command_writes_json_lines(moving_face_dir, tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from periface.video_commands import watch as watch_command
+
+    app = typer.Typer()
+    app.command()(watch_command)
+    app.command("noop")(lambda: None)  # two commands, so Typer keeps "watch" as a sub-command name
+    out = tmp_path / "tracks.jsonl"
+    res = CliRunner().invoke(app, ["watch", str(moving_face_dir), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(lines) == 1 and lines[0]["frames"] == 8
