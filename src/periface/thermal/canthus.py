@@ -44,7 +44,7 @@ def measure_canthus(temperature: np.ndarray, box: np.ndarray, min_face_px: float
 
     >>> from periface.thermal.synthetic import synthetic_scene
     >>> scene = synthetic_scene(seed=0)
-    >>> r = measure_canthus(scene.frame.temperature, scene.truth[0].box)
+    >>> r = measure_canthus(scene.frame.temperature - scene.drift, scene.truth[0].box)
     >>> abs(r.temperature - scene.truth[0].canthus) < 0.3
     True
 

@@ -48,7 +48,7 @@ def transmission(r: Radiometry, distance: float | None = None) -> float:
     """Atmospheric transmission over ``distance`` metres (default ``r.distance``) at ``r``'s humidity.
 
     >>> round(transmission(Radiometry(distance=3.0, humidity=0.5, atmosphere=20.0)), 4)
-    0.9868
+    0.9926
     """
     d = r.distance if distance is None else distance
     t = r.atmosphere

@@ -145,7 +145,7 @@ def estimate_distance(face_px: float, image_width_px: int, fov_deg: float | None
     """Camera-to-face distance (m) from the face width in pixels and the horizontal field of view.
 
     >>> round(estimate_distance(40, 320, 24.0), 2)
-    3.76
+    3.01
     """
     if not fov_deg or face_px <= 0:
         return None
