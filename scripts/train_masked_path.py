@@ -33,7 +33,8 @@ from periface.evaluation.lfw import pair_images, people_in, read_pairs
 from periface.evaluation.metrics import tar_at_far
 from periface.evaluation.pipelines import central, stable_seed
 from periface.image import load_image
-from periface.mask.render import _default_landmarker, random_style, render_mask
+from periface.landmarks.facemesh import shared_landmarker
+from periface.mask.render import random_style, render_mask
 from periface.masked import PARAMS_FILE, fuse, masked_reference_embeddings
 from periface.match import CALIBRATION_DIR, Calibration
 from periface.models import PACKAGE_DATA
@@ -78,7 +79,7 @@ def embed_training_set(engine: Engine, items, renders: int, seed: int) -> tuple[
     if cache.exists():
         z = np.load(cache)
         return z["plain"], z["masked"]
-    landmarker = _default_landmarker()
+    landmarker = shared_landmarker()
     plain, masked = [], []
     for path, is_crop in track(items, description="training faces (plain + masked renders)"):
         rgb = load_image(path)
@@ -121,7 +122,7 @@ def view1_masked(engine: Engine, images: list[str], root: Path, variants: int, s
     plain = np.full((len(images), d), np.nan, np.float32)
     probe = np.full((len(images), d), np.nan, np.float32)
     refs = np.full((len(images), variants, d), np.nan, np.float32)
-    landmarker = _default_landmarker()
+    landmarker = shared_landmarker()
     for i, rel in enumerate(track(images, description="View-1 faces (plain, masked probe, masked references)")):
         rgb = load_image(root / rel)
         face = face_of(engine, rgb, False)

@@ -46,17 +46,23 @@ def detect(
     images: List[Path] = typer.Argument(..., help="image files"),
     as_json: bool = JsonOpt,
     annotate: Optional[Path] = typer.Option(None, "--annotate", help="draw the faces into this image (one input only)"),
-    crowd: bool = typer.Option(False, "--crowd", help="union of all detectors (small and masked faces in scenes)"),
+    crowd: bool = typer.Option(False, "--crowd", help="fused, tiled detectors for scenes with many small, masked faces"),
+    coco: Optional[Path] = typer.Option(None, "--coco", help="also write COCO-format detections to this JSON file"),
 ) -> None:
-    """Find every face, with its landmarks and mask state."""
+    """Find every face, with its landmarks, mask state and whether nose and mouth show."""
     engine = _engine("sface")
-    docs, failed = [], 0
+    finder = engine.finder
+    if crowd:
+        from .detect.crowd import CrowdFinder
+
+        finder = CrowdFinder.default()
+    docs, found, failed = [], [], 0
     for path in images:
         try:
             rgb = engine.load(path)
-            faces = engine.finder.find_all(rgb) if crowd else engine.finder.find(rgb)
-            faces = engine.describe(rgb, faces, embed=False)
+            faces = engine.describe(rgb, finder.find(rgb), embed=False)
             docs.append({"file": str(path), "faces": faces.to_records()})
+            found.append((str(path), faces))
             if annotate is not None:
                 from .visual import draw_faces
 
@@ -75,6 +81,11 @@ def detect(
                     out.print(f"  #{i} box={f['box']} score={f['score']:.2f} mask={f['mask']} ({f['mask_score']:.2f}) via {f['detector']}")
 
     emit(as_json, docs if len(docs) > 1 else docs[0], render)
+    if coco is not None:
+        from .video import coco_detections
+
+        coco.parent.mkdir(parents=True, exist_ok=True)
+        coco.write_text(json.dumps(coco_detections(found)))
     if failed:
         raise typer.Exit(3)
 
@@ -225,6 +236,7 @@ def _register_subcommands() -> None:
     from .privacy.commands import audit_app, gallery_app, purge, redact
     from .service.commands import keys_app, serve
     from .thermal.commands import screen, thermal_app
+    from .video_commands import watch
 
     app.add_typer(eval_app, name="eval")
     app.command("mask-synth")(mask_synth)
@@ -236,6 +248,7 @@ def _register_subcommands() -> None:
     app.command("serve")(serve)
     app.add_typer(thermal_app, name="thermal")
     app.command("screen")(screen)
+    app.command("watch")(watch)
 
 
 _register_subcommands()

@@ -17,6 +17,7 @@ class Settings(BaseSettings):
     nms_iou: float = 0.3
     min_face_px: int = Field(16, description="faces smaller than this (box side) are dropped")
     embedder: str = Field("sface", description="sface | dlib | fusion")
+    nose_mouth_visibility: bool = Field(True, description="run Face Mesh per face to say whether nose and mouth show")
     verify_far: float = Field(1e-3, description="false accept rate the verify threshold is set at")
 
 

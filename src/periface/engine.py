@@ -123,6 +123,14 @@ class Engine:
             return faces
         if mask:
             faces.mask, faces.mask_score = self.mask_classifier.classify(rgb, faces)
+            if self.settings.nose_mouth_visibility:
+                from .mask.classify import nose_mouth_visibility
+                from .landmarks.facemesh import shared_landmarker
+
+                probabilities = getattr(self.mask_classifier, "probabilities", None)
+                visible = nose_mouth_visibility(rgb, faces, probabilities(rgb, faces) if probabilities else None,
+                                                landmarker=shared_landmarker())
+                faces.nose_visible, faces.mouth_visible = visible[:, 0], visible[:, 1]
         if embed:
             faces.embeddings = self.embedder.embed(rgb, faces.boxes, faces.landmarks)
         return faces

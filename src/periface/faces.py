@@ -26,6 +26,8 @@ class Faces:
     detector: list[str] = field(default_factory=list)  # which detector found each face
     mask: list[str] = field(default_factory=list)  # "none" | "correct" | "incorrect"
     mask_score: np.ndarray | None = None  # (N,) probability that a mask is worn (correctly or not)
+    nose_visible: np.ndarray | None = None  # (N,) probability that the nose is not under a mask
+    mouth_visible: np.ndarray | None = None  # (N,) probability that the mouth is not under a mask
     embeddings: np.ndarray | None = None  # (N, D) float32, L2-normalised
     notes: list[str] = field(default_factory=list)  # things a caller should know ("several faces, largest used")
 
@@ -67,6 +69,8 @@ class Faces:
             detector=pick(self.detector),
             mask=pick(self.mask),
             mask_score=None if self.mask_score is None else self.mask_score[idx],
+            nose_visible=None if self.nose_visible is None else self.nose_visible[idx],
+            mouth_visible=None if self.mouth_visible is None else self.mouth_visible[idx],
             embeddings=None if self.embeddings is None else self.embeddings[idx],
             notes=list(self.notes),
         )
@@ -85,6 +89,9 @@ class Faces:
                 rec["mask"] = self.mask[i]
             if self.mask_score is not None:
                 rec["mask_score"] = round(float(self.mask_score[i]), 4)
+            if self.nose_visible is not None and self.mouth_visible is not None:
+                rec["nose_visible"] = round(float(self.nose_visible[i]), 3)
+                rec["mouth_visible"] = round(float(self.mouth_visible[i]), 3)
             if with_embeddings and self.embeddings is not None:
                 rec["embedding"] = [round(float(v), 6) for v in self.embeddings[i]]
             out.append(rec)

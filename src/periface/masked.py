@@ -46,9 +46,10 @@ def render_masked_variants(rgb: np.ndarray, box: np.ndarray, n: int, seed: int, 
 
     Empty when Face Mesh cannot place a mask on that face.
     """
-    from .mask.render import _default_landmarker, random_style, render_mask
+    from .landmarks.facemesh import shared_landmarker
+    from .mask.render import random_style, render_mask
 
-    landmarker = landmarker or _default_landmarker()
+    landmarker = landmarker or shared_landmarker()
     mesh = landmarker.landmarks(rgb, box)
     if mesh is None:
         return []

@@ -187,3 +187,16 @@ def _check_rgb(rgb: np.ndarray) -> np.ndarray:
     if rgb.shape[0] < 8 or rgb.shape[1] < 8:
         raise ImageError(f"image of {rgb.shape[1]}x{rgb.shape[0]} pixels is too small for Face Mesh")
     return rgb
+
+
+_SHARED: FaceMeshLandmarker | None = None
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_landmarker() -> FaceMeshLandmarker:
+    """One process-wide landmarker (Face Mesh loads once; the instance serialises its own calls)."""
+    global _SHARED
+    with _SHARED_LOCK:
+        if _SHARED is None:
+            _SHARED = FaceMeshLandmarker()
+        return _SHARED

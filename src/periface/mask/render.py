@@ -720,13 +720,7 @@ def add_mask(rgb: np.ndarray, seed: int, style: str | MaskStyle = "random", land
     return render_mask(rgb, mesh, chosen, rng)
 
 
-_LANDMARKER: FaceMeshLandmarker | None = None
-
-
 def _default_landmarker() -> FaceMeshLandmarker:
-    global _LANDMARKER
-    if _LANDMARKER is None:
-        from ..landmarks.facemesh import FaceMeshLandmarker
+    from ..landmarks.facemesh import shared_landmarker
 
-        _LANDMARKER = FaceMeshLandmarker()
-    return _LANDMARKER
+    return shared_landmarker()
