@@ -103,33 +103,34 @@ def detector(datasets: Path) -> dict:
     chips = datasets / "thermal" / "chips-lepton"
     _, test = split(sorted((chips / "images").glob("*.jpeg")))
     sets: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {"chips_held_out": []}
+    # Each item keeps what the detector is given: RGB for colour-mapped frames, °C for radiometric ones.
     for p in test:
-        gray = to_gray(np.asarray(Image.open(p).convert("RGB")))
-        sets["chips_held_out"].append((p.name, gray, read_boxes(chips / "annotations_yolo_format" / f"{p.stem}.txt",
-                                                                 gray.shape[1], gray.shape[0])))
+        rgb = np.asarray(Image.open(p).convert("RGB"))
+        sets["chips_held_out"].append((p.name, rgb, read_boxes(chips / "annotations_yolo_format" / f"{p.stem}.txt",
+                                                                rgb.shape[1], rgb.shape[0])))
     labels = json.loads(FIXTURE_BOXES.read_text())
     for rel, boxes in labels.items():
         if rel == "about":
             continue
         path = datasets / "thermal" / rel
         if rel.endswith(".jpg"):
-            gray, key = to_gray(read_thermal(path).temperature), "sample_images_people"
+            image, key = read_thermal(path).temperature, "sample_images_people"
         else:
-            gray, key = to_gray(np.asarray(Image.open(path).convert("RGB"))), "tfw_samples"
-        sets.setdefault(key, []).append((path.name, gray, np.array(boxes, float)))
+            image, key = np.asarray(Image.open(path).convert("RGB")), "tfw_samples"
+        sets.setdefault(key, []).append((path.name, image, np.array(boxes, float)))
     out = {}
     for key, items in sets.items():
         tot_o, tot_f, per = np.zeros(3, int), np.zeros(3, int), []
         t0 = time.time()
-        for name, gray, truth in items:
-            pred, _ = ours.detect(gray)
+        for name, image, truth in items:
+            pred, _ = ours.detect(image)
             c = np.array(_counts(pred, truth))
             tot_o += c
             if key != "chips_held_out":
                 per.append({"image": name, "faces": int(len(truth)), "tp": int(c[0]), "fp": int(c[1])})
         secs = time.time() - t0
-        for _, gray, truth in items:
-            tot_f += np.array(_counts(run_frontal(gray), truth))
+        for _, image, truth in items:
+            tot_f += np.array(_counts(run_frontal(to_gray(image)), truth))
         row = {"images": len(items), "faces": int(tot_o[0] + tot_o[2]), "periface": _summ(*map(int, tot_o)),
                "dlib_frontal_hog": _summ(*map(int, tot_f)), "periface_seconds": round(secs, 1)}
         rf, pf = row["dlib_frontal_hog"]["recall"], row["dlib_frontal_hog"]["precision"]

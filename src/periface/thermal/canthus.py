@@ -95,7 +95,7 @@ def measure_canthus(temperature: np.ndarray, box: np.ndarray, min_face_px: float
     eyes, _, _ = crop((0.30, 0.50), (0.2, 0.8))
     cold = float(np.mean(eyes < skin - 2.0)) if eyes.size and np.isfinite(skin) else 0.0
     eyes_occluded = bool(np.isfinite(skin) and (canthus < skin - 0.3 or cold > 0.3))
-    # A mask is cooler than skin in steady state (ISO/TR 13154 notes covered areas are not measurement sites).
+    # A mask is cooler than skin once worn a while; what it covers is never used as a measurement site.
     masked = bool(np.isfinite(lower_med) and np.isfinite(upper_skin) and lower_med < min(skin, upper_skin) - 1.5)
     if eyes_occluded:
         notes.append("eye region colder than forehead: glasses or hair may hide the inner canthi")

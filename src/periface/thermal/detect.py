@@ -1,15 +1,15 @@
-"""Face detection in thermal frames: a HOG+SVM detector trained on FLIR Lepton frames (``chips-lepton``).
+"""Face detection in thermal frames: HOG features and a two-stage cascade trained on FLIR Lepton frames.
 
-The detector was trained by ``scripts/train_thermal_detector.py`` on colour-mapped 160x120 Lepton frames, so it
-sees a temperature map the same way: rendered with an ironbow-like palette, then upsampled ``UPSAMPLE`` times
-(the Lepton faces are 8-35 px wide, too small for HOG cells at native size).
+dlib's HOG trainer could not learn these faces (8-35 px wide: too few 8-px cells), so the detector uses
+OpenCV's HOG with 4-px cells on a 24x32 window and scans scales itself. It works on the luminance of an image:
+a temperature map is stretched white-hot; colour-mapped training frames are converted to grey.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -17,11 +17,17 @@ import numpy as np
 from ..errors import ModelError
 from ..models import PACKAGE_DATA, verified
 
-MODEL_PATH = PACKAGE_DATA / "thermal" / "thermal_face_hog.svm"
-MODEL_SHA256 = "e5b1a6b2cd2f1f04d8e61b2da4f6de9e8e8c4f8c66ac9bdb2e0b8e1a1b7f1a30"
-UPSAMPLE = 3
-"""Training and detection both work on frames scaled by this factor from a 160-px-wide reference."""
-REFERENCE_WIDTH = 160
+MODEL_PATH = PACKAGE_DATA / "thermal" / "thermal_face_hog.npz"
+MODEL_SHA256 = "27d09bdd9f79585b678ec666a577444045af6aa892e799f289e7716c95158838"
+WINDOW = (24, 32)
+"""HOG window (width, height): faces are scaled to this, the Lepton training faces' median aspect (0.77)."""
+MIN_FACE = 10
+"""Smallest face width scanned (pixels): below it there is too little structure to find, or to measure."""
+SCALE_STEP = 1.2
+
+
+def _hog() -> cv2.HOGDescriptor:
+    return cv2.HOGDescriptor(WINDOW, (8, 8), (4, 4), (4, 4), 9)
 
 
 def render(temperature: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
@@ -32,76 +38,179 @@ def render(temperature: np.ndarray, lo: float | None = None, hi: float | None = 
     >>> render(np.array([[20.0, 30.0], [25.0, 36.0]])).shape
     (2, 2, 3)
     """
-    t = np.asarray(temperature, dtype=np.float32)
+    gray = to_gray(temperature, lo, hi)
+    return cv2.cvtColor(cv2.applyColorMap(gray, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+
+
+def to_gray(image: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
+    """The detector's input: a temperature map stretched to 0-255 (white hot), or an RGB image's luminance."""
+    a = np.asarray(image)
+    if a.ndim == 3:
+        return cv2.cvtColor(a.astype(np.uint8), cv2.COLOR_RGB2GRAY)
+    t = a.astype(np.float32)
     finite = t[np.isfinite(t)]
-    if lo is None or hi is None:
-        p_lo, p_hi = (np.percentile(finite, [1, 99.5]) if finite.size else (0.0, 1.0))
-        lo = p_lo if lo is None else lo
-        hi = p_hi if hi is None else hi
+    p_lo, p_hi = np.percentile(finite, [1, 99.5]) if finite.size else (0.0, 1.0)
+    lo = p_lo if lo is None else lo
+    hi = p_hi if hi is None else hi
     scaled = np.clip((np.nan_to_num(t, nan=lo) - lo) / max(hi - lo, 1e-6), 0, 1)
-    gray = (scaled * 255).astype(np.uint8)
-    bgr = cv2.applyColorMap(gray, cv2.COLORMAP_INFERNO)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return (scaled * 255).astype(np.uint8)
 
 
-def prepare(rgb: np.ndarray) -> tuple[np.ndarray, float]:
-    """Scale an RGB frame to the detector's working resolution; returns the image and the scale applied."""
-    scale = UPSAMPLE * REFERENCE_WIDTH / rgb.shape[1]
-    # Frames larger than the Lepton reference are scaled so faces keep roughly the sizes seen in training,
-    # but never shrunk below native resolution (that would lose the small faces at a distance).
-    scale = max(scale, 1.0)
-    if scale == 1.0:
-        return np.ascontiguousarray(rgb), 1.0
-    out = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
-    return np.ascontiguousarray(out), scale
+def face_widths(shape: tuple[int, int]) -> list[float]:
+    """Face widths (pixels) scanned in a frame of this shape: MIN_FACE up to a face filling the frame."""
+    top = min(shape[0] / WINDOW[1] * WINDOW[0], shape[1])
+    out, w = [], float(MIN_FACE)
+    while w <= top:
+        out.append(w)
+        w *= SCALE_STEP
+    return out
+
+
+def _resized(gray: np.ndarray, width: float) -> tuple[np.ndarray, float]:
+    f = WINDOW[0] / width
+    return cv2.resize(gray, None, fx=f, fy=f, interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR), f
+
+
+def scan(gray: np.ndarray, width: float, stride: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """HOG features of every window for faces ``width`` px wide; returns (features, xyxy boxes in ``gray``)."""
+    small, f = _resized(gray, width)
+    h, w = small.shape
+    size = _hog().getDescriptorSize()
+    if h < WINDOW[1] or w < WINDOW[0]:
+        return np.zeros((0, size), np.float32), np.zeros((0, 4))
+    feats = _hog().compute(small, (stride, stride)).reshape(-1, size)
+    xs = np.arange(0, w - WINDOW[0] + 1, stride)
+    ys = np.arange(0, h - WINDOW[1] + 1, stride)
+    gx, gy = np.meshgrid(xs, ys)  # OpenCV walks windows row by row
+    boxes = np.column_stack([gx.ravel(), gy.ravel(), gx.ravel() + WINDOW[0], gy.ravel() + WINDOW[1]]) / f
+    return feats, boxes[: len(feats)]
+
+
+def crop_features(gray: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+    """HOG features of the window centred on ``box``, computed exactly as :func:`scan` computes them.
+
+    Features of an isolated crop differ from in-frame windows at the crop's border (no context for the
+    gradients); a classifier would learn that difference instead of faces. None if the window leaves the frame.
+    """
+    x1, y1, x2, y2 = box
+    small, f = _resized(gray, x2 - x1)
+    h, w = small.shape
+    x = int(round(x1 * f))
+    y = int(round(((y1 + y2) / 2) * f - WINDOW[1] / 2))
+    if x < 0 or y < 0 or x + WINDOW[0] > w or y + WINDOW[1] > h:
+        return None
+    return _hog().compute(small, (4, 4), (0, 0), [(x, y)]).ravel()
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float = 0.3) -> np.ndarray:
+    """Indices kept by greedy non-maximum suppression, best first."""
+    order = np.argsort(-scores)
+    keep: list[int] = []
+    while order.size:
+        i = order[0]
+        keep.append(int(i))
+        if order.size == 1:
+            break
+        rest = order[1:]
+        order = rest[iou(boxes[i][None], boxes[rest])[0] < threshold]
+    return np.array(keep, int)
+
+
+@dataclass(frozen=True)
+class Cascade:
+    """Stage 1: a linear SVM on HOG (cheap, keeps ~90 % of faces). Stage 2: boosted trees on the survivors.
+
+    The trees are stored as flat node arrays (no pickle), evaluated here with numpy.
+    """
+
+    weights: np.ndarray
+    bias: float
+    stage1: float
+    feature: np.ndarray
+    threshold: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    leaf: np.ndarray
+    value: np.ndarray
+    roots: np.ndarray
+    baseline: float
+    stage2: float
+
+    def linear(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.weights + self.bias
+
+    def trees(self, x: np.ndarray) -> np.ndarray:
+        """Log-odds of 'face' from the boosted trees."""
+        out = np.full(len(x), self.baseline, np.float64)
+        rows = np.arange(len(x))
+        for root in self.roots:
+            node = np.full(len(x), root)
+            active = ~self.leaf[node]
+            while active.any():
+                n = node[active]
+                go_left = x[rows[active], self.feature[n]] <= self.threshold[n]
+                node[active] = np.where(go_left, self.left[n], self.right[n])
+                active = ~self.leaf[node]
+            out += self.value[node]
+        return out
+
+
+CASCADE_FIELDS = tuple(Cascade.__dataclass_fields__)
 
 
 @lru_cache(maxsize=2)
-def _load(path: str, sha256: str) -> Any:
-    import dlib
-
+def _load(path: str, sha256: str) -> Cascade:
     verified(Path(path), sha256, "thermal_face_hog")
     try:
-        return dlib.fhog_object_detector(path)
-    except RuntimeError as err:  # a corrupt file that passed the digest cannot happen, but dlib errors are vague
-        raise ModelError(f"cannot load detector: {err}", source=path) from err
+        with np.load(path, allow_pickle=False) as z:
+            parts = {k: z[k] for k in CASCADE_FIELDS}
+    except (KeyError, ValueError, OSError) as err:
+        raise ModelError(f"cannot load thermal detector: {err}", source=path) from err
+    for k in ("bias", "stage1", "baseline", "stage2"):
+        parts[k] = float(parts[k])
+    return Cascade(**parts)
 
 
 class ThermalFaceDetector:
     """Finds faces in a thermal frame (a temperature map in °C, or an already colour-mapped RGB image).
 
+    HOG features scanned over scales, scored by a two-stage cascade trained by
+    ``scripts/train_thermal_detector.py``.
+
     >>> det = ThermalFaceDetector()                       # doctest: +SKIP
     >>> boxes, scores = det.detect(frame.temperature)     # doctest: +SKIP
-    >>> boxes.shape                                       # doctest: +SKIP
-    (2, 4)
 
-    Boxes are xyxy floats in the input's pixel coordinates.
+    Boxes are xyxy floats in the input's pixel coordinates, best first; scores are log-odds.
     """
 
-    def __init__(self, model_path: Path = MODEL_PATH, sha256: str = MODEL_SHA256, threshold: float = 0.0,
-                 extra_upsample: int = 0) -> None:
+    def __init__(self, model_path: Path = MODEL_PATH, sha256: str = MODEL_SHA256, threshold: float | None = None
+                 ) -> None:
         self.model_path = Path(model_path)
         self.sha256 = sha256
         self.threshold = threshold
-        self.extra_upsample = extra_upsample
 
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(boxes, scores)``: (N, 4) xyxy float32 boxes and (N,) SVM scores, best first."""
-        import dlib
-
-        rgb = render(image) if image.ndim == 2 else np.asarray(image, dtype=np.uint8)
-        big, scale = prepare(rgb)
-        detector = _load(str(self.model_path), self.sha256)
-        rects, scores, _ = dlib.fhog_object_detector.run_multiple(
-            [detector], big, upsample_num_times=self.extra_upsample, adjust_threshold=self.threshold)
-        if not len(rects):
+        """Return ``(boxes, scores)``: (N, 4) xyxy float32 boxes and (N,) scores, best first."""
+        model = _load(str(self.model_path), self.sha256)
+        threshold = model.stage2 if self.threshold is None else self.threshold
+        gray = to_gray(image)
+        all_boxes, all_scores = [], []
+        for width in face_widths(gray.shape):
+            feats, boxes = scan(gray, width)
+            if not len(feats):
+                continue
+            keep = model.linear(feats) > model.stage1
+            if not keep.any():
+                continue
+            scores = model.trees(feats[keep])
+            good = scores > threshold
+            all_boxes.append(boxes[keep][good])
+            all_scores.append(scores[good])
+        if not all_boxes or not sum(len(b) for b in all_boxes):
             return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
-        boxes = np.array([[r.left(), r.top(), r.right() + 1, r.bottom() + 1] for r in rects], np.float32) / scale
-        h, w = rgb.shape[:2]
-        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
-        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
-        order = np.argsort(-np.asarray(scores))
-        return boxes[order], np.asarray(scores, np.float32)[order]
+        boxes, scores = np.concatenate(all_boxes), np.concatenate(all_scores)
+        kept = nms(boxes, scores)
+        return boxes[kept].astype(np.float32), scores[kept].astype(np.float32)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
