@@ -192,3 +192,18 @@ def test_physionet_fit_quality() -> None:
 
     assert roc_auc_score(fever, est) >= 0.95
     assert np.abs(est - table.oral[held]).mean() < 0.3
+
+
+def test_real_lab_frame_faces_too_small_to_measure() -> None:
+    """Integration: the lab R-JPEG (09): faces ~20 px wide are found but refused as too small to measure."""
+    path = DATASETS / "thermal" / "flir-rjpeg" / "sample_images" / "09_-_Infrared_image_of_people_in_the_laboratory.jpg"
+    if not path.is_file():
+        pytest.skip(f"sample R-JPEG not present ({path}); needs ../shared/datasets")
+    from periface.thermal import read_thermal
+
+    truth = json.loads((Path(__file__).parent / "fixtures" / "thermal" / "people_boxes.json").read_text())
+    result = screen_frame(read_thermal(path), boxes=np.array(truth[f"flir-rjpeg/sample_images/{path.name}"]))
+    assert len(result.faces) == 5
+    for face in result.faces:
+        assert not face.measurable and not face.flag and face.core_c is None
+        assert 31.0 < face.canthus_c < 37.5  # skin of people indoors, read at the eye corners
