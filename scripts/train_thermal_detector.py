@@ -21,6 +21,7 @@ import json
 import random
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -111,9 +112,15 @@ def fit_trees(x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def save(parts: dict) -> Path:
+    """An .npz that np.load reads, written with fixed zip timestamps so that a rerun gives the same SHA-256."""
     path = OUT / "thermal_face_hog.npz"
     buf = io.BytesIO()
-    np.savez_compressed(buf, **parts)
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, value in parts.items():
+            arr = io.BytesIO()
+            np.lib.format.write_array(arr, np.asanyarray(value), allow_pickle=False)
+            z.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), arr.getvalue(),
+                       compress_type=zipfile.ZIP_DEFLATED)
     path.write_bytes(buf.getvalue())
     return path
 

@@ -18,7 +18,7 @@ from ..errors import ModelError
 from ..models import PACKAGE_DATA, verified
 
 MODEL_PATH = PACKAGE_DATA / "thermal" / "thermal_face_hog.npz"
-MODEL_SHA256 = "27d09bdd9f79585b678ec666a577444045af6aa892e799f289e7716c95158838"
+MODEL_SHA256 = "4ba4d49aadcc455fef3765757159c124a82929725d2ef2e444196008842e74f4"
 WINDOW = (24, 32)
 """HOG window (width, height): faces are scaled to this, the Lepton training faces' median aspect (0.77)."""
 MIN_FACE = 10
