@@ -102,9 +102,10 @@ def embed_training_set(engine: Engine, items, renders: int, seed: int) -> tuple[
 
 
 def train_adapter(plain: np.ndarray, masked: np.ndarray, seed: int) -> EmbeddingAdapter:
-    # Inputs: masked and unmasked embeddings; target: the residual that brings each to its unmasked embedding.
-    x = np.concatenate([masked, plain[:: max(1, len(plain) // (len(plain) // 2 or 1))]])
-    t = np.concatenate([plain, plain[:: max(1, len(plain) // (len(plain) // 2 or 1))]])
+    # Inputs: masked embeddings, plus every other unmasked one (so that f(unmasked) stays put); target: the
+    # residual that brings each input to its unmasked embedding.
+    x = np.concatenate([masked, plain[::2]])
+    t = np.concatenate([plain, plain[::2]])
     mlp = MLPRegressor(hidden_layer_sizes=(256,), alpha=1e-3, learning_rate_init=1e-3, max_iter=200,
                        early_stopping=True, validation_fraction=0.1, n_iter_no_change=10, random_state=seed)
     mlp.fit(x, t - x)
