@@ -165,7 +165,10 @@ def _watch(folder: Path, screener: Screener, bb: Blackbody | None, once: bool, i
     seen: set[Path] = set()
     try:
         while True:
-            new = sorted(p for p in folder.iterdir() if p.suffix.lower() in THERMAL_SUFFIXES and p not in seen)
+            now = time.time()
+            # A file still being written (modified in the last interval) is left for the next poll.
+            new = sorted(p for p in folder.iterdir() if p.suffix.lower() in THERMAL_SUFFIXES and p not in seen
+                         and (once or now - p.stat().st_mtime >= interval))
             for path in new:
                 seen.add(path)
                 try:
