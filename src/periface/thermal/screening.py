@@ -156,7 +156,8 @@ def estimate_distance(face_px: float, image_width_px: int, fov_deg: float | None
 def _default_visible_detector(image: np.ndarray) -> np.ndarray:
     from periface import Engine  # type: ignore[attr-defined]  # lazy: the visible engine is heavy
 
-    return np.asarray(Engine().analyze(image).boxes, np.float64).reshape(-1, 4)
+    # Only boxes are needed here: skip the embedder and the mask classifier.
+    return np.asarray(Engine().analyze(image, embed=False, mask=False).boxes, np.float64).reshape(-1, 4)
 
 
 def _default_thermal_detector(temperature: np.ndarray) -> np.ndarray:
