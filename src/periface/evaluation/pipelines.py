@@ -70,16 +70,24 @@ class EmbeddingCache:
         self.store[key] = np.full(dim, np.nan, np.float32) if vector is None else np.asarray(vector, np.float32)
 
     def save(self) -> None:
+        """Write the cache, merged with whatever another process saved to the same file meanwhile."""
         if not self.store:
             return
+        import fcntl
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        keys = np.array(list(self.store), dtype=str)
-        dims = {v.shape[0] for v in self.store.values()}
-        if len(dims) != 1:
-            raise ValueError(f"mixed embedding sizes in {self.path}: {dims}")
-        tmp = self.path.with_name(self.path.stem + ".tmp.npz")
-        np.savez(tmp, keys=keys, vectors=np.stack(list(self.store.values())))
-        tmp.replace(self.path)
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.path.exists():
+                with np.load(self.path, allow_pickle=False) as z:
+                    for key, vec in zip(z["keys"], z["vectors"]):
+                        self.store.setdefault(str(key), vec)
+            dims = {v.shape[0] for v in self.store.values()}
+            if len(dims) != 1:
+                raise ValueError(f"mixed embedding sizes in {self.path}: {dims}")
+            tmp = self.path.with_name(self.path.stem + ".tmp.npz")
+            np.savez(tmp, keys=np.array(list(self.store), dtype=str), vectors=np.stack(list(self.store.values())))
+            tmp.replace(self.path)
 
 
 def embed_paths(
