@@ -1,24 +1,29 @@
 """Distil SFace into a mask-robust SFace: student(masked face) -> teacher(same face unmasked), on the CPU.
 
-The int8 SFace trunk (units conv_1 .. conv_13) stays frozen and is run by onnxruntime exactly as at inference;
-the last stages (conv_14_dw, conv_14, bn1, pre_fc1, fc1: "the head") are fine-tuned on cached trunk features.
-Teacher = the original SFace on the unmasked crop of the same photo.
+The int8 SFace trunk stays frozen and is run by onnxruntime exactly as at inference; trunk outputs (after unit
+conv_13, 1024x7x7) are cached for 4 versions of every training face: unmasked, two renders of the project's mask
+renderer drawn on the full photo (then detected and aligned again, as at run time), and one crude random occluder.
+The shipped model ("head" stages) fine-tunes bn1 + pre_fc1 + fc1 on conv_14's output; ``--stages conv14`` also
+trains conv_14 (tried: better masked TAR, but unmasked accuracy fell to 99.23%). Teacher = the original SFace on the
+unmasked crop of the same photo. Loss: (1 - cos) to the teacher for every sample (unmasked ones weighted 4x) +
+0.1 x InfoNCE against the other faces' teacher embeddings in the batch (other photos of the same person masked out).
 
 Training people never appear in the evaluation: LFW people absent from pairs.txt (View-2) *and* from
 pairsDevTrain/pairsDevTest (View-1, used for calibration), all of casia-subset/, all of mask-crops/without_mask/.
 mask-crops/with_mask/ is never trained on: it is the real-mask check.
 
-Stages (each under 10 minutes on one core; outputs under .cache/robust/, git-ignored):
+The shipped file was built by (each stage under 10 minutes on one core; outputs under .cache/robust/, git-ignored):
 
-    python scripts/finetune_masked.py list                       # writes src/periface/data/robust/train_list.txt
-    python scripts/finetune_masked.py render --shard 0 --of 4    # masks on the full photos, detect + align (x4)
-    python scripts/finetune_masked.py features                   # augment, teacher embeddings, trunk features
-    python scripts/finetune_masked.py train                      # fine-tune the head (seeded)
-    python scripts/finetune_masked.py export                     # head ONNX (fp16 weights) + SHA256SUMS
-    python scripts/finetune_masked.py eval-render --set view2 --shard 0 --of 4   # LFW crops, the project's masker
-    python scripts/finetune_masked.py eval-render --set view1 --shard 0 --of 1
-    python scripts/finetune_masked.py evaluate                   # LFW View-2 / identification / real crops
-    python scripts/finetune_masked.py calibrate                  # View-1 impostors -> data/calibration/<name>.json
+    python scripts/finetune_masked.py list                                  # -> src/periface/data/robust/train_list.txt
+    for s in 0 1 2 3; do python scripts/finetune_masked.py render --shard $s --of 4; done
+    for s in 0 1 2 3; do python scripts/finetune_masked.py features --shard $s --of 4; done
+    python scripts/finetune_masked.py train --tag v5 --epochs 6 --lr 5e-5 --plain-weight 4
+    python scripts/finetune_masked.py export --tag v5 --ship                # -> data/robust/*.onnx + SHA256SUMS
+    for s in 0 1 2 3; do python scripts/finetune_masked.py eval-render --set view2 --shard $s --of 4; done
+    python scripts/finetune_masked.py eval-render --set view1
+    python scripts/finetune_masked.py eval-render --set real
+    python scripts/finetune_masked.py evaluate --ship --baseline            # -> data/robust/report.json and
+                                                                            #    data/calibration/sface-masked.json
 """
 
 from __future__ import annotations
@@ -308,7 +313,9 @@ def _load_train() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Trunk features (F, 4, 1024, 7, 7) float16, identity index per face, path per face."""
     ident = {r[2]: r[1] for r in read_list()}
     feats, paths = [], []
-    for shard in range(4):
+    shards = [s for s in range(4) if (CACHE / f"feat_{s}of4_meta.npz").exists()]
+    print(f"training on feature shards {shards}", flush=True)
+    for shard in shards:
         f = np.load(CACHE / f"feat_{shard}of4.npy", mmap_mode="r")
         meta = np.load(CACHE / f"feat_{shard}of4_meta.npz")
         feats.append(np.asarray(f).reshape(len(meta["paths"]), len(KINDS), 1024, 7, 7))
@@ -383,7 +390,8 @@ def cmd_train(args: argparse.Namespace) -> None:
             idx = torch.from_numpy(order[b * args.batch : (b + 1) * args.batch])
             s = F.normalize(model(inputs[idx].float()), dim=1)
             t = teacher[face_t[idx]]
-            distil = (1 - (s * t).sum(1)).mean()
+            w = torch.from_numpy(np.where(kind_of[idx.numpy()] == 0, args.plain_weight, 1.0)).float()
+            distil = (w * (1 - (s * t).sum(1))).sum() / w.sum()
             logits = s @ t.T / args.tau
             same_face = face_t[idx][:, None] == face_t[idx][None, :]
             other_same_id = (ids_t[face_t[idx]][:, None] == ids_t[face_t[idx]][None, :]) & ~same_face
@@ -487,10 +495,11 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------- evaluate
-def _eval_set(which: str) -> dict[str, np.ndarray]:
+def _eval_set(which: str) -> dict[str, np.ndarray] | None:
     parts = [np.load(f) for f in sorted(CACHE.glob(f"eval_{which}_*of*.npz"))]
     if not parts:
-        raise SystemExit(f"run eval-render --set {which} first")
+        print(f"no eval-render --set {which} yet: skipped")
+        return None
     return {k: np.concatenate([p[k] for p in parts]) for k in ("keys", "masked", "found", "feats")}
 
 
@@ -502,15 +511,16 @@ class HeadOnFeatures:
         import onnx
         from onnx.utils import Extractor
 
-        from periface.embed.robust import joined_model, session, sface_trunk
+        from periface.embed.robust import free_batch, joined_model, session, sface_trunk
 
         base = sface_trunk("fc1")
         if head is None:
-            self.steps = [(session(Extractor(base).extract_model(["conv_13_relu"], ["fc1"]), 1), "fc1")]
+            self.steps = [(session(free_batch(Extractor(base).extract_model(["conv_13_relu"], ["fc1"])), 1), "fc1")]
         else:
             cut = {p.key: p.value for p in onnx.load(str(head)).metadata_props}["trunk_output"]
             joined = joined_model(head)
-            self.steps = [(session(Extractor(joined).extract_model(["conv_13_relu"], ["embedding"]), 1), "embedding")]
+            self.steps = [(session(free_batch(Extractor(joined).extract_model(["conv_13_relu"], ["embedding"])), 1),
+                           "embedding")]
             self.cut = cut
 
     def __call__(self, feats: np.ndarray, found: np.ndarray) -> np.ndarray:
@@ -567,6 +577,8 @@ def _metrics(name: str, emb: HeadOnFeatures, v2: dict, v1: dict, real: dict) -> 
         curve = cmc(np.nan_to_num(q, nan=np.nan) @ np.nan_to_num(g, nan=0.0).T, g_people, p_people, 10)
         report[variant] |= {"rank1": float(curve[0]), "rank10": float(curve[9]), "gallery": len(g_people),
                             "probes": len(probes)}
+    if v1 is None or real is None:
+        return report, None
     # calibration on View-1 (pairsDevTrain) impostors, unmasked, as scripts/calibrate.py does
     v1_pairs = read_pairs(ds / "lfw" / "pairsDevTrain.txt")
     v1_images = sorted({p.a for p in v1_pairs} | {p.b for p in v1_pairs})
@@ -587,12 +599,13 @@ def _metrics(name: str, emb: HeadOnFeatures, v2: dict, v1: dict, real: dict) -> 
         xs = xr[(group == sub) & real["found"]]
         sims = xs @ xs.T
         iu = np.triu_indices(len(xs), 1)
-        top = (xs @ g2.T).max(1)
+        cross = xs @ g2.T  # against every unmasked View-2 photo: (almost surely) other people
         real_report[sub] = {
             "crops": int(np.sum(group == sub)),
             "mean_pairwise_similarity": float(sims[iu].mean()),
-            "share_pairs_above_far1e-3_threshold": float(np.mean(sims[iu] >= thr)),
-            "share_matching_someone_in_lfw_gallery_at_far1e-3": float(np.mean(top >= thr)),
+            "far_among_themselves_at_far1e-3_threshold": float(np.mean(sims[iu] >= thr)),
+            "far_vs_lfw_unmasked_at_far1e-3_threshold": float(np.mean(cross >= thr)),
+            "mean_similarity_vs_lfw_unmasked": float(cross.mean()),
         }
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_score
@@ -610,7 +623,7 @@ def _metrics(name: str, emb: HeadOnFeatures, v2: dict, v1: dict, real: dict) -> 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     v2, v1, real = _eval_set("view2"), _eval_set("view1"), _eval_set("real")
     out: dict = {}
-    heads = [("sface", None)] + [(f"sface-masked-{t}", CACHE / f"head_{t}.onnx") for t in args.tags]
+    heads = [("sface", None)] * args.baseline + [(f"sface-masked-{t}", CACHE / f"head_{t}.onnx") for t in args.tags]
     if args.ship:
         from periface.embed.robust import HEAD_FILE
 
@@ -634,7 +647,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         cached = HeadOnFeatures(DATA / HEAD_FILE)(feats, np.ones(len(feats), bool))
         out["end_to_end_vs_cached_min_cos"] = float((full * cached).sum(1).min())
         print("end-to-end vs cached features, min cosine:", out["end_to_end_vs_cached_min_cos"])
-    (CACHE / f"evaluate_{'_'.join(args.tags) or 'ship'}.json").write_text(json.dumps(out, indent=1))
+    tag = "_".join(["sface"] * args.baseline + args.tags + ["ship"] * args.ship)
+    (CACHE / f"evaluate_{tag}.json").write_text(json.dumps(out, indent=1))
+    if args.ship:
+        (DATA / "report.json").write_text(json.dumps(out, indent=1) + "\n")
 
 
 def main() -> int:
@@ -658,6 +674,7 @@ def main() -> int:
     t.add_argument("--lr", type=float, default=3e-5)
     t.add_argument("--tau", type=float, default=0.1)
     t.add_argument("--apart", type=float, default=0.1, help="weight of the keep-people-apart (InfoNCE) term")
+    t.add_argument("--plain-weight", type=float, default=1.0, help="weight of unmasked samples in the distillation")
     t.add_argument("--drift", type=float, default=0.0, help="L2 pull toward the original weights")
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--tag", default="v1")
@@ -667,6 +684,7 @@ def main() -> int:
     v = sub.add_parser("evaluate")
     v.add_argument("--tags", nargs="*", default=[])
     v.add_argument("--ship", action="store_true", help="also the shipped file; writes its calibration")
+    v.add_argument("--baseline", action="store_true", help="also the original SFace")
     args = ap.parse_args()
     {"evaluate": cmd_evaluate, "train": cmd_train, "export": cmd_export, "eval-render": cmd_eval_render, "list": cmd_list, "render": cmd_render, "features": cmd_features}[args.cmd](args)
     return 0

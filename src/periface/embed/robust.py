@@ -49,8 +49,19 @@ def sface_trunk(upto: str = "conv_14_relu"):
     keep = [i for i in g.input if i.name not in inits]  # initializers listed as inputs block constant folding
     del g.input[:]
     g.input.extend(keep)
-    g.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
-    return Extractor(model).extract_model(["data"], [upto])
+    return free_batch(Extractor(free_batch(model)).extract_model(["data"], [upto]))
+
+
+def free_batch(model):
+    """Let the batch dimension of the inputs, outputs and activations vary (the zoo graph pins it to 1)."""
+    g = model.graph
+    weights = {t.name for t in g.initializer}
+    weights |= {o for n in g.node if n.op_type in ("DequantizeLinear", "Reshape", "Constant", "Cast") for o in n.output}
+    for v in list(g.input) + list(g.output) + list(g.value_info):
+        dims = v.type.tensor_type.shape.dim
+        if len(dims) and v.name not in weights:
+            dims[0].dim_param = "N"
+    return model
 
 
 def joined_model(head_path: Path):
