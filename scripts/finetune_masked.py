@@ -23,7 +23,7 @@ The shipped file was built by (each stage under 10 minutes on one core; outputs 
     python scripts/finetune_masked.py eval-render --set view1
     python scripts/finetune_masked.py eval-render --set real
     python scripts/finetune_masked.py evaluate --ship --baseline            # -> data/robust/report.json and
-                                                                            #    data/calibration/sface-masked.json
+                                                                            #    data/calibration/sface-robust.json
 """
 
 from __future__ import annotations
@@ -623,20 +623,20 @@ def _metrics(name: str, emb: HeadOnFeatures, v2: dict, v1: dict, real: dict) -> 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     v2, v1, real = _eval_set("view2"), _eval_set("view1"), _eval_set("real")
     out: dict = {}
-    heads = [("sface", None)] * args.baseline + [(f"sface-masked-{t}", CACHE / f"head_{t}.onnx") for t in args.tags]
+    heads = [("sface", None)] * args.baseline + [(f"sface-robust-{t}", CACHE / f"head_{t}.onnx") for t in args.tags]
     if args.ship:
         from periface.embed.robust import HEAD_FILE
 
-        heads.append(("sface-masked", DATA / HEAD_FILE))
+        heads.append(("sface-robust", DATA / HEAD_FILE))
     for name, head in heads:
         t0 = time.time()
         out[name], cal = _metrics(name, HeadOnFeatures(head), v2, v1, real)
         print(name, json.dumps(out[name], indent=1), f"{time.time() - t0:.0f}s", flush=True)
-        if args.ship and name == "sface-masked":
+        if args.ship and name == "sface-robust":
             from periface.match import CALIBRATION_DIR
 
             doc = cal.to_json() | {"images_without_face": out[name]["calibration"]["images_without_face"]}
-            (CALIBRATION_DIR / "sface-masked.json").write_text(json.dumps(doc, indent=1))
+            (CALIBRATION_DIR / "sface-robust.json").write_text(json.dumps(doc, indent=1))
     if args.ship:
         # the shipped graph run end to end (trunk + head, batched) must give what the cached path gave
         from periface.embed.robust import RobustSFaceEmbedder

@@ -88,7 +88,7 @@ def session(model, threads: int = 0):
 class RobustSFaceEmbedder:
     """SFace fine-tuned by distillation so that a masked face lands where the same face unmasked would."""
 
-    name = "sface-masked"
+    name = "sface-robust"
     dim = 128
 
     def __init__(self, head_path: Path | None = None, sha256: str | None = None, threads: int = 0,
