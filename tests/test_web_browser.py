@@ -1,10 +1,13 @@
 """The web page in a real browser: enrol -> search -> confirm -> erase, each role in its own session.
 
 Needs Debian's Chromium (``apt-get install chromium``) and the ``playwright`` package (no ``playwright install``:
-the system browser is used). Screenshots go to docs/img/web_*.png.
+the system browser is used). Screenshots go to $PERIFACE_SCREENSHOTS (set it to docs/img to refresh the README's
+pictures), else to the test's temporary folder, so that a test run never rewrites tracked files.
 """
 
 from __future__ import annotations
+
+import os
 
 import socket
 import threading
@@ -25,7 +28,7 @@ from periface.service.limits import ServiceSettings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
-SHOTS = ROOT / "docs" / "img"
+SHOTS_ENV = "PERIFACE_SCREENSHOTS"
 NAME = "Barack Obama"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
@@ -89,8 +92,9 @@ def _enrol(page, base: str, name: str, files: list[str]) -> None:
     assert "Enrolled " + name in page.inner_text("#message")
 
 
-def test_enrol_search_confirm_erase(server, browser) -> None:
+def test_enrol_search_confirm_erase(server, browser, tmp_path) -> None:
     base, keys = server
+    SHOTS = Path(os.environ.get(SHOTS_ENV) or tmp_path)
     SHOTS.mkdir(parents=True, exist_ok=True)
 
     # An operator enrols two consenting people and searches with a third photo.
