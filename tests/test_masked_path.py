@@ -9,6 +9,14 @@ from periface.mask.render import add_mask
 
 
 @pytest.fixture(scope="module")
+def engine():
+    """SFace: the backbone that ships a masked path (adapter, masked references, masked calibration)."""
+    from periface import Engine
+
+    return Engine("sface")
+
+
+@pytest.fixture(scope="module")
 def masked_obama(engine):
     result = add_mask(engine.load(SAMPLES / "probe_obama.jpg"), seed=11, style="surgical", coverage="full")
     assert result is not None
@@ -50,3 +58,13 @@ def test_gallery_search_with_masked_probe(tmp_path, engine, masked_obama, key_en
     assert cands[0].far < cands[1].far
     g.remove("obama")
     assert "obama" not in [c.identity for c in g.search(masked_obama, k=5, purpose="test")]
+
+
+def test_mask_lands_on_the_face_in_a_non_square_photo(engine):
+    # Face Mesh misplaces points on non-square frames unless the image is squared first (regression).
+    rgb = engine.load(SAMPLES / "probe_obama.jpg")
+    assert rgb.shape[0] != rgb.shape[1]
+    result = add_mask(rgb, seed=11, style="surgical", coverage="full")
+    ys, xs = np.nonzero(result.mask_alpha > 0.5)
+    x0, y0, x1, y1 = engine.analyze(rgb, embed=False).boxes[0]
+    assert x0 < xs.mean() < x1 and (y0 + y1) / 2 < ys.mean() < y1 + 0.3 * (y1 - y0)

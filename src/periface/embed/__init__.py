@@ -8,17 +8,21 @@ from ..models import PACKAGE_DATA
 from .base import Embedder, l2_normalise
 from .dlib_resnet import DlibEmbedder
 from .fusion import FusionEmbedder
+from .robust import RobustSFaceEmbedder
 from .sface import SFaceEmbedder
 
-__all__ = ["Embedder", "SFaceEmbedder", "DlibEmbedder", "FusionEmbedder", "create_embedder", "l2_normalise", "EMBEDDERS"]
+__all__ = ["Embedder", "SFaceEmbedder", "RobustSFaceEmbedder", "DlibEmbedder", "FusionEmbedder", "create_embedder", "l2_normalise", "EMBEDDERS"]
 
-EMBEDDERS = ("sface", "dlib", "fusion")
+EMBEDDERS = ("sface", "sface-robust", "dlib", "fusion")
 
 
 def create_embedder(name: str) -> Embedder:
-    """``"sface"`` (default), ``"dlib"``, or ``"fusion"`` of both with weights learned on LFW View-1."""
+    """``"sface"``, ``"sface-robust"`` (SFace with its last stages fine-tuned on masked faces), ``"dlib"``, or
+    ``"fusion"`` of SFace and dlib with weights learned on LFW View-1."""
     if name == "sface":
         return SFaceEmbedder()
+    if name == "sface-robust":
+        return RobustSFaceEmbedder()
     if name == "dlib":
         return DlibEmbedder()
     if name == "fusion":

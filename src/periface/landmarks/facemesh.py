@@ -130,7 +130,16 @@ class FaceMeshLandmarker:
         """
         rgb = _check_rgb(rgb)
         if box is None:
-            faces = self._run(rgb)
+            # Face Mesh misplaces its points on non-square frames (its ROI is assumed square), so the image is
+            # padded to a square first and the points are mapped back.
+            h, w = rgb.shape[:2]
+            side = max(h, w)
+            square = rgb
+            if h != w:
+                import cv2
+
+                square = cv2.copyMakeBorder(rgb, 0, side - h, 0, side - w, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+            faces = self._run(square)
             if not faces:
                 return None
             areas = [np.prod(np.ptp(f[:, :2], axis=0)) for f in faces]
