@@ -23,7 +23,7 @@ def test_verify_same_and_different(engine, fixtures):
     diff = engine.verify(fixtures / "obama.jpg", fixtures / "biden.jpg")
     assert same.same and not diff.same
     assert same.score > diff.score
-    assert same.threshold == pytest.approx(calibration_for("sface").threshold(1e-3))
+    assert same.threshold == pytest.approx(engine.calibration.threshold(1e-3))
     assert same.far < 1e-3 < diff.far
 
 
@@ -78,7 +78,7 @@ def test_dlib_backend_selectable(fixtures):
 
 
 def test_shipped_calibration_is_monotone():
-    for name in ("sface", "dlib"):
+    for name in ("sface", "sface-robust", "dlib", "fusion", "sface-masked"):
         cal = calibration_for(name)
         t = [cal.threshold(f) for f in (1e-2, 1e-3, 1e-4)]
         assert t[0] < t[1] < t[2]

@@ -18,7 +18,7 @@ out = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 JsonOpt = typer.Option(False, "--json", help="print one JSON document on stdout")
-EmbedderOpt = typer.Option("sface", "--embedder", help="sface | dlib | fusion")
+EmbedderOpt = typer.Option(None, "--embedder", help="sface-robust (default) | sface | dlib | fusion")
 
 
 def emit(as_json: bool, doc: Any, render: Callable[[], None]) -> None:
@@ -35,7 +35,7 @@ def fail(error: PerifaceError, as_json: bool = False) -> None:
     raise typer.Exit(error.exit_code)
 
 
-def _engine(embedder: str):
+def _engine(embedder: str | None):
     from .engine import Engine
 
     return Engine(embedder)
@@ -50,7 +50,7 @@ def detect(
     coco: Optional[Path] = typer.Option(None, "--coco", help="also write COCO-format detections to this JSON file"),
 ) -> None:
     """Find every face, with its landmarks, mask state and whether nose and mouth show."""
-    engine = _engine("sface")
+    engine = _engine(None)
     finder = engine.finder
     if crowd:
         from .detect.crowd import CrowdFinder

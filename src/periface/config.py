@@ -16,7 +16,9 @@ class Settings(BaseSettings):
     blazeface_score: float = Field(0.5, description="BlazeFace confidence threshold for the fallback")
     nms_iou: float = 0.3
     min_face_px: int = Field(16, description="faces smaller than this (box side) are dropped")
-    embedder: str = Field("sface", description="sface | dlib | fusion")
+    embedder: str = Field(
+        "sface-robust", description="default backbone: sface-robust | sface | dlib | fusion (see embed.EMBEDDERS)"
+    )
     nose_mouth_visibility: bool = Field(True, description="run Face Mesh per face to say whether nose and mouth show")
     verify_far: float = Field(1e-3, description="false accept rate the verify threshold is set at")
 

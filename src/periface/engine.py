@@ -34,13 +34,14 @@ class Engine:
 
     def __init__(
         self,
-        embedder: str | Embedder = "sface",
+        embedder: str | Embedder | None = None,
         *,
         finder: FaceFinder | None = None,
         mask_classifier: MaskClassifier | None = None,
         settings: Settings | None = None,
     ) -> None:
         self.settings = settings or Settings()
+        embedder = self.settings.embedder if embedder is None else embedder
         self.embedder = create_embedder(embedder) if isinstance(embedder, str) else embedder
         self.finder = finder or FaceFinder.default(self.settings)
         self._mask_classifier = mask_classifier

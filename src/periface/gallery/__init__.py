@@ -84,7 +84,7 @@ class Gallery:
         path: str | Path,
         *,
         engine=None,
-        embedder: str = "sface",
+        embedder: str | None = None,
         keep_images: bool = False,
         key: bytes | None = None,
         retention: RetentionPolicy | None = None,
@@ -106,6 +106,9 @@ class Gallery:
         self._db = store.connect(db_path)
         self._db.executescript(store.SCHEMA)
         if creating:
+            from ..config import Settings
+
+            embedder = embedder or (engine.embedder.name if engine is not None else Settings().embedder)
             self._initialise(embedder, keep_images)
         self._check_meta(embedder if creating else None)
         self._engine = engine

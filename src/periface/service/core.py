@@ -151,7 +151,7 @@ class Service:
             return self._given_engine
         from ..engine import Engine
 
-        return Engine(getattr(self.gallery, "embedder_name", "sface"), settings=self.image_settings)
+        return Engine(self.gallery.embedder_name, settings=self.image_settings)
 
     @property
     def audit(self) -> Any:
