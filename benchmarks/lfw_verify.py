@@ -17,9 +17,11 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, Bars, build_pipelines, write_result  # noqa: E402
+from _common import RESULTS, write_result  # noqa: E402
 
 from periface.evaluation.datasets import require_datasets  # noqa: E402
+from periface.evaluation.pipelines import build_pipelines  # noqa: E402
+from periface.evaluation.report import Bars  # noqa: E402
 from periface.evaluation.verification import evaluate_pairs, plot_roc, public  # noqa: E402
 
 

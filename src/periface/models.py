@@ -96,3 +96,20 @@ def verified(path: Path, sha256: str, name: str | None = None) -> Path:
 
 
 PACKAGE_DATA = Path(__file__).parent / "data"
+
+
+def recorded_sha256(path: Path) -> str:
+    """The SHA-256 recorded for a file the project trains and ships, in the ``SHA256SUMS`` beside it."""
+    sums = Path(path).with_name("SHA256SUMS")
+    if sums.exists():
+        for line in sums.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[1].lstrip("*") == Path(path).name:
+                return parts[0]
+    raise ModelError(f"no SHA-256 recorded for {Path(path).name} in {sums}", source=str(path))
+
+
+def packaged_file(relpath: str) -> Path:
+    """A file periface trains and ships under ``data/``, verified against its recorded SHA-256."""
+    path = PACKAGE_DATA / relpath
+    return verified(path, recorded_sha256(path), relpath)

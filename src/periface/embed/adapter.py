@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelError
-from ..models import PACKAGE_DATA
+from ..models import packaged_file
 from .base import l2_normalise
 
 
@@ -35,16 +34,6 @@ class EmbeddingAdapter:
 
     @classmethod
     def load(cls, name: str) -> "EmbeddingAdapter":
-        path = PACKAGE_DATA / name
-        expected = None
-        sums = PACKAGE_DATA / "SHA256SUMS"
-        if sums.exists():
-            for line in sums.read_text().splitlines():
-                parts = line.split()
-                if len(parts) == 2 and parts[1] == name:
-                    expected = parts[0]
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
-        if digest is None or digest != expected:
-            raise ModelError(f"adapter missing or altered (sha256 {digest}, expected {expected})", source=str(path))
-        with np.load(path) as z:
+        """The adapter ``data/<name>``, verified against its recorded SHA-256."""
+        with np.load(packaged_file(name)) as z:
             return cls(z["w1"], z["b1"], z["w2"], z["b2"])

@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..align import align_faces
-from ..errors import ModelError
-from ..models import PACKAGE_DATA, model_path, verified
+from ..models import PACKAGE_DATA, model_path, recorded_sha256, verified
 from .base import l2_normalise
 
 ROBUST_DIR = PACKAGE_DATA / "robust"
@@ -30,12 +29,9 @@ OUTPUT = "embedding"
 
 def shipped_sha256(name: str, sums: Path | None = None) -> str:
     """The SHA-256 recorded for ``name`` in ``data/robust/SHA256SUMS``."""
-    sums = sums or ROBUST_DIR / "SHA256SUMS"
-    for line in sums.read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].lstrip("*") == name:
-            return parts[0]
-    raise ModelError(f"no SHA-256 recorded for {name}", source=str(sums))
+    if sums is None:
+        return recorded_sha256(ROBUST_DIR / name)
+    return recorded_sha256(sums.with_name(name))
 
 
 def sface_trunk(upto: str = "conv_14_relu"):

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ConsentError, EncryptionKeyError, GalleryError, ImageError, UnknownIdentityError
-from ..image import ImageInput, describe, load_image
+from ..image import ImageInput, describe
 from ..masked import fuse
 from ..match import Candidate
 from ..privacy.audit import AuditLog

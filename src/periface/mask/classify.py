@@ -15,7 +15,6 @@ five landmarks are guesses.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from pathlib import Path
 from typing import Protocol
@@ -23,9 +22,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from ..errors import ModelError
 from ..faces import MASK_STATES, Faces
-from ..models import PACKAGE_DATA
+from ..models import PACKAGE_DATA, recorded_sha256, verified
 
 MODEL_FILE = PACKAGE_DATA / "mask_state.onnx"
 INPUT_PX = 64
@@ -71,11 +69,7 @@ class OnnxMaskClassifier:
 
     @classmethod
     def load(cls, path: Path = MODEL_FILE) -> "OnnxMaskClassifier":
-        expected = _expected_digest(path.with_name("SHA256SUMS"), path.name)
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
-        if digest is None or digest != expected:
-            raise ModelError(f"mask classifier missing or altered (sha256 {digest}, expected {expected})", source=str(path))
-        return cls(path)
+        return cls(verified(path, recorded_sha256(path), "mask classifier"))
 
     def probabilities_of_inputs(self, crops: np.ndarray) -> np.ndarray:
         """(N, 64, 64, 3) uint8 crops (from ``context_crop``) -> (N, 3) probabilities in ``MASK_STATES`` order."""
@@ -95,16 +89,6 @@ class OnnxMaskClassifier:
     def classify(self, rgb: np.ndarray, faces: Faces) -> tuple[list[str], np.ndarray]:
         p = self.probabilities(rgb, faces)
         return [MASK_STATES[i] for i in p.argmax(axis=1)], (1.0 - p[:, 0]).astype(np.float32)
-
-
-def _expected_digest(sums_file: Path, name: str) -> str | None:
-    if not sums_file.exists():
-        return None
-    for line in sums_file.read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1] == name:
-            return parts[0]
-    return None
 
 
 def default_mask_classifier() -> MaskClassifier:
