@@ -10,7 +10,7 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -
 fi
 . .venv/bin/activate
 set +e
-python -m pytest -q -p no:cacheprovider "$@"
+python -m pytest -p no:cacheprovider -rs "$@"
 rc=$?
 set -e
 # pytest's 5 means "no tests collected": never a pass.
