@@ -78,6 +78,8 @@ def lfw_identify(
     mask: str = typer.Option("probe", "--mask", help="none | probe"),
     pipelines: str = PipelinesOpt,
     max_probes: Optional[int] = typer.Option(None, "--max-probes", help="seeded subsample of the mated probes"),
+    masked_path: bool = typer.Option(True, "--masked-path/--no-masked-path",
+                                     help="also run each backbone's masked path (renders masks on every gallery photo)"),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(Path("results/eval"), "--out"),
     as_json: bool = typer.Option(False, "--json"),
@@ -91,7 +93,7 @@ def lfw_identify(
         doc = evaluate_identification(_lfw() / "images", build_pipelines(names), mask=mask, seed=seed,
                                       max_probes=max_probes, progress=bars)
         doc["masked_path"] = {}
-        if mask == "probe":
+        if mask == "probe" and masked_path:
             from ..engine import Engine
             from .masked_eval import evaluate_identification_methods
 
