@@ -25,7 +25,11 @@ from _common import RESULTS  # noqa: E402
 from periface import Engine  # noqa: E402
 from periface.evaluation.datasets import require_datasets  # noqa: E402
 from periface.evaluation.identification import evaluate_identification  # noqa: E402
-from periface.evaluation.masked_eval import evaluate_identification_methods, evaluate_masked_methods  # noqa: E402
+from periface.evaluation.masked_eval import (  # noqa: E402
+    evaluate_identification_methods,
+    evaluate_masked_methods,
+    fusion_from_caches,
+)
 from periface.evaluation.pipelines import build_pipelines  # noqa: E402
 from periface.evaluation.report import Bars, pct, write_html, write_json  # noqa: E402
 from periface.evaluation.verification import evaluate_pairs, public  # noqa: E402
@@ -38,6 +42,8 @@ def main() -> int:
     ap.add_argument("--max-probes", type=int, default=3000, help="seeded subsample of identification probes (0 = all)")
     ap.add_argument("--skip-identification", action="store_true")
     ap.add_argument("--skip-verification", action="store_true")
+    ap.add_argument("--fusion", action="store_true",
+                    help="also score SFace+dlib fusion from the cached embeddings of both (run lfw_verify.py --mask probe --pipelines periface-dlib first)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     lfw = require_datasets() / "lfw"
@@ -52,6 +58,11 @@ def main() -> int:
             for m, r in rep["methods"].items():
                 ver_rows.append([f"periface-{name} / {m}", pct(r["accuracy"]), pct(r["tar_at_far_1e-2"]),
                                  pct(r["tar_at_far_1e-3"]), pct(r["eer"])])
+        if args.fusion and not args.skip_verification:
+            r = fusion_from_caches(lfw / "pairs.txt", seed=args.seed)
+            doc["verification"]["periface-fusion (SFace+dlib, weights from View-1)"] = r
+            ver_rows.append(["periface-fusion (SFace+dlib)", pct(r["accuracy"]), pct(r["tar_at_far_1e-2"]),
+                             pct(r["tar_at_far_1e-3"]), pct(r["eer"])])
         refs = [p for p in args.reference.split(",") if p]
         if refs and not args.skip_verification:
             rep = public(evaluate_pairs(lfw / "pairs.txt", lfw / "images", build_pipelines(refs), mask="probe",

@@ -21,9 +21,14 @@ class FusionEmbedder:
         self.parts = list(parts)
         self.name = "fusion"
         self.dim = sum(p.dim for p in parts)
-        gains = np.sqrt(np.asarray(weights, np.float64) / np.asarray(impostor_std, np.float64))
-        self.gains = (gains / np.sqrt((gains**2).sum())).astype(np.float32)
+        self.gains = fusion_gains(weights, impostor_std)
 
     def embed(self, rgb: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         blocks = [g * p.embed(rgb, boxes, landmarks) for g, p in zip(self.gains, self.parts)]
         return l2_normalise(np.concatenate(blocks, axis=1))
+
+
+def fusion_gains(weights: Sequence[float], impostor_std: Sequence[float]) -> np.ndarray:
+    """Per-backbone gains sqrt(w_i / sigma_i), scaled so that the concatenation stays a unit vector."""
+    gains = np.sqrt(np.asarray(weights, np.float64) / np.asarray(impostor_std, np.float64))
+    return (gains / np.sqrt((gains**2).sum())).astype(np.float32)

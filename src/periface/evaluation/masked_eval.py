@@ -175,3 +175,36 @@ def evaluate_identification_methods(
     for m in mated:
         report["methods"][m] = metrics_from_similarities(mated[m], non_mated[m], g_ids, truth)
     return report
+
+
+def fusion_from_caches(pairs_file: Path, *, seed: int = 0) -> dict:
+    """SFace + dlib score fusion on masked probes, from the two backbones' cached embeddings (no re-embedding).
+
+    Uses the weights shipped in ``data/fusion.json`` (chosen on View-1); the fused cosine of the concatenated,
+    gain-weighted vectors is exactly what ``Engine("fusion")`` computes.
+    """
+    import json
+
+    from ..embed.base import l2_normalise
+    from ..embed.fusion import fusion_gains
+    from ..models import PACKAGE_DATA
+
+    params = json.loads((PACKAGE_DATA / "fusion.json").read_text())
+    g = fusion_gains(params["weights"], params["impostor_std"])
+    pairs = read_pairs(pairs_file)
+    s_plain, s_masked = EmbeddingCache("periface-sface", "none"), EmbeddingCache("periface-sface", f"masked-probe-routed-s{seed}")
+    d_plain, d_masked = EmbeddingCache("periface-dlib", "none"), EmbeddingCache("periface-dlib", f"masked-s{seed}")
+
+    def fused(sv: np.ndarray | None, dv: np.ndarray | None) -> np.ndarray:
+        if sv is None or dv is None:
+            return np.full(256, np.nan, np.float32)
+        return l2_normalise(np.concatenate([g[0] * sv[:128], g[1] * dv]))
+
+    a = np.stack([fused(s_plain.get(p.a), d_plain.get(p.a)) for p in pairs])
+    b = np.stack([fused(s_masked.get(p.b), d_masked.get(p.b)) for p in pairs])
+    s = np.einsum("ij,ij->i", a, b)
+    same = np.array([p.same for p in pairs])
+    acc, std = kfold_accuracy(s, same, np.array([p.fold for p in pairs]))
+    return {"accuracy": acc, "accuracy_std": std, "tar_at_far_1e-2": tar_at_far(s, same, 1e-2)[0],
+            "tar_at_far_1e-3": tar_at_far(s, same, 1e-3)[0], "eer": eer(s, same),
+            "pairs_missing_an_embedding": int(np.sum(~np.isfinite(s))), "weights": params["weights"]}
