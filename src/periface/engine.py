@@ -14,7 +14,7 @@ from .config import Settings
 from .detect import FaceFinder
 from .embed import Embedder, create_embedder
 from .errors import NoFaceError
-from .faces import Faces
+from .faces import MASK_STATES, Faces
 from .image import ImageInput, describe, load_image
 from .mask.classify import MaskClassifier, default_mask_classifier
 from .masked import MaskedPathParams, fuse, masked_reference_embeddings, params_for
@@ -123,18 +123,26 @@ class Engine:
             faces.embeddings = np.zeros((0, self.embedder.dim), np.float32) if embed else None
             return faces
         if mask:
-            faces.mask, faces.mask_score = self.mask_classifier.classify(rgb, faces)
-            if self.settings.nose_mouth_visibility:
-                from .mask.classify import nose_mouth_visibility
-                from .landmarks.facemesh import shared_landmarker
-
-                probabilities = getattr(self.mask_classifier, "probabilities", None)
-                visible = nose_mouth_visibility(rgb, faces, probabilities(rgb, faces) if probabilities else None,
-                                                landmarker=shared_landmarker())
-                faces.nose_visible, faces.mouth_visible = visible[:, 0], visible[:, 1]
+            self._describe_mask(rgb, faces)
         if embed:
             faces.embeddings = self.embedder.embed(rgb, faces.boxes, faces.landmarks)
         return faces
+
+    def _describe_mask(self, rgb: np.ndarray, faces: Faces) -> None:
+        """Mask state and P(mask); with the shipped CNN also nose/mouth visibility, from one pass of the CNN."""
+        probabilities = getattr(self.mask_classifier, "probabilities", None)
+        if probabilities is None:  # a classifier that only labels (e.g. a test's fake)
+            faces.mask, faces.mask_score = self.mask_classifier.classify(rgb, faces)
+            return
+        p = probabilities(rgb, faces)
+        faces.mask = [MASK_STATES[i] for i in p.argmax(axis=1)]
+        faces.mask_score = (1.0 - p[:, 0]).astype(np.float32)
+        if self.settings.nose_mouth_visibility:
+            from .landmarks.facemesh import shared_landmarker
+            from .mask.classify import nose_mouth_visibility
+
+            visible = nose_mouth_visibility(rgb, faces, p, landmarker=shared_landmarker())
+            faces.nose_visible, faces.mouth_visible = visible[:, 0], visible[:, 1]
 
     def face(self, img: ImageInput, *, crop: bool = False, name: str | None = None) -> Faces:
         """The one face a 1:1 or 1:N request is about: the largest, with a note when there were several."""
