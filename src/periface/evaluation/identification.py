@@ -91,20 +91,8 @@ def metrics_from_similarities(mated: np.ndarray, non_mated: np.ndarray, g_ids: n
 
 
 def plot_cmc(report: dict, out_png: Path, title: str) -> None:
-    import matplotlib
+    from .report import save_line_plot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4.2), dpi=110)
-    for name, r in report["pipelines"].items():
-        ax.plot(range(1, len(r["cmc"]) + 1), r["cmc"], marker="o", ms=3, label=f"{name} (rank-1 {r['rank1']:.3f})")
-    ax.set_xlabel("rank")
-    ax.set_ylabel("identification rate")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png)
-    plt.close(fig)
+    series = [(range(1, len(r["cmc"]) + 1), r["cmc"], f"{name} (rank-1 {r['rank1']:.3f})", {"marker": "o", "ms": 3})
+              for name, r in report["pipelines"].items()]
+    save_line_plot(out_png, title, "rank", "identification rate", series)

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..masked import fuse
 from .lfw import read_pairs
-from .metrics import eer, kfold_accuracy, tar_at_far
+from .metrics import verification_summary
 from .pipelines import EmbeddingCache, central, embed_paths, stable_seed
 from .verification import make_masker
 
@@ -38,6 +38,30 @@ def reference_variants_pipeline(engine, k: int):
         return out.ravel()
 
     return run
+
+
+def embed_reference_variants(paths: list[str], images_root: Path, engine, name: str,
+                             tick: Callable[[], None] | None = None) -> dict[str, np.ndarray]:
+    """(k, D) masked-reference embeddings per image, cached under ``<name>--masked-refs-k<k>`` (NaN rows: no render)."""
+    from ..image import load_image
+
+    d, k = engine.embedder.dim, engine.masked_params.variants
+    run = reference_variants_pipeline(engine, k)
+    cache = EmbeddingCache(name, f"masked-refs-k{k}")
+    refs, fresh = {}, 0
+    for p in paths:
+        v = cache.get(p)
+        if v is None:
+            cache.put(p, run(load_image(images_root / p), p), k * d)
+            v = cache.get(p)
+            fresh += 1
+            if fresh % 500 == 0:
+                cache.save()
+        refs[p] = v.reshape(k, d)
+        if tick:
+            tick()
+    cache.save()
+    return refs
 
 
 def probe_pipeline(engine):
@@ -69,21 +93,7 @@ def evaluate_masked_methods(
 
     tick = progress(f"{name}: references", 2 * len(firsts)) if progress else None
     plain = embed_paths(firsts, images_root, periface_pipeline(engine), EmbeddingCache(name, "none"), d, None, tick)
-    variants_run = reference_variants_pipeline(engine, k)
-    cache = EmbeddingCache(name, f"masked-refs-k{k}")
-    refs = {}
-    from ..image import load_image
-
-    for p in firsts:
-        v = cache.get(p)
-        if v is None:
-            out = variants_run(load_image(images_root / p), p)
-            cache.put(p, out, k * d)
-            v = cache.get(p)
-        refs[p] = v.reshape(k, d)
-        if tick:
-            tick()
-    cache.save()
+    refs = embed_reference_variants(firsts, images_root, engine, name, tick)
     tick = progress(f"{name}: masked probes", len(seconds)) if progress else None
     counter: dict[str, int] = {}
     probes = embed_paths(seconds, images_root, probe_pipeline(engine), EmbeddingCache(name, f"masked-probe-routed-s{seed}"),
@@ -105,11 +115,8 @@ def evaluate_masked_methods(
               "masks_not_rendered": counter.get("not_masked", 0), "methods": {}}
     for method, s in (("plain", s_plain), ("adapter", s_adapter), ("masked_refs", s_refs), ("fused", s_fused),
                       ("routed", s_routed)):
-        acc, std = kfold_accuracy(s, same, folds)
-        report["methods"][method] = {"accuracy": acc, "accuracy_std": std,
-                                     "tar_at_far_1e-2": tar_at_far(s, same, 1e-2)[0],
-                                     "tar_at_far_1e-3": tar_at_far(s, same, 1e-3)[0], "eer": eer(s, same),
-                                     "pairs_with_missing_face": int(np.sum(~np.isfinite(s)))}
+        report["methods"][method] = verification_summary(s, same, folds) | {
+            "pairs_with_missing_face": int(np.sum(~np.isfinite(s)))}
     return report
 
 
@@ -118,28 +125,14 @@ def evaluate_identification_methods(
     progress: Callable[[str, int], Callable[[], None]] | None = None,
 ) -> dict:
     """LFW identification with masked probes (protocol of ``identification.py``), each masked-path method."""
-    from ..image import load_image
     from .identification import lfw_identification_sets, metrics_from_similarities
     from .pipelines import periface_pipeline
 
     sets = lfw_identification_sets(images_root, max_probes, seed)
-    d, k = engine.embedder.dim, engine.masked_params.variants
+    d = engine.embedder.dim
     tick = progress(f"{name}: gallery", 2 * len(sets["gallery"])) if progress else None
     g = embed_paths(sets["gallery"], images_root, periface_pipeline(engine), EmbeddingCache(name, "none"), d, None, tick)
-    cache = EmbeddingCache(name, f"masked-refs-k{k}")
-    variants_run = reference_variants_pipeline(engine, k)
-    refs = {}
-    for p in sets["gallery"]:
-        v = cache.get(p)
-        if v is None:
-            cache.put(p, variants_run(load_image(images_root / p), p), k * d)
-            v = cache.get(p)
-            if len(cache.store) % 500 == 0:
-                cache.save()
-        refs[p] = v.reshape(k, d)
-        if tick:
-            tick()
-    cache.save()
+    refs = embed_reference_variants(sets["gallery"], images_root, engine, name, tick)
     probes_all = sets["mated"] + sets["non_mated"]
     tick = progress(f"{name}: masked probes", len(probes_all)) if progress else None
     counter: dict[str, int] = {}
@@ -204,7 +197,5 @@ def fusion_from_caches(pairs_file: Path, *, seed: int = 0) -> dict:
     b = np.stack([fused(s_masked.get(p.b), d_masked.get(p.b)) for p in pairs])
     s = np.einsum("ij,ij->i", a, b)
     same = np.array([p.same for p in pairs])
-    acc, std = kfold_accuracy(s, same, np.array([p.fold for p in pairs]))
-    return {"accuracy": acc, "accuracy_std": std, "tar_at_far_1e-2": tar_at_far(s, same, 1e-2)[0],
-            "tar_at_far_1e-3": tar_at_far(s, same, 1e-3)[0], "eer": eer(s, same),
+    return verification_summary(s, same, np.array([p.fold for p in pairs])) | {
             "pairs_missing_an_embedding": int(np.sum(~np.isfinite(s))), "weights": params["weights"]}

@@ -68,3 +68,10 @@ def cmc(similarities: np.ndarray, gallery_labels: np.ndarray, probe_labels: np.n
         if pos.size and pos[0] < max_rank:
             hits[pos[0]:] += 1
     return hits / max(1, len(probe_labels))
+
+
+def verification_summary(scores: np.ndarray, same: np.ndarray, folds: np.ndarray) -> dict:
+    """The numbers every verification report gives: 10-fold accuracy, TAR at FAR 1e-2 and 1e-3, EER."""
+    acc, std = kfold_accuracy(scores, same, folds)
+    return {"accuracy": acc, "accuracy_std": std, "tar_at_far_1e-2": tar_at_far(scores, same, 1e-2)[0],
+            "tar_at_far_1e-3": tar_at_far(scores, same, 1e-3)[0], "eer": eer(scores, same)}

@@ -69,3 +69,29 @@ def write_html(path: Path, title: str, tables: list[tuple[str, list[str], list[l
 
 def pct(x: float) -> str:
     return f"{100 * x:.2f}%"
+
+
+def save_line_plot(out_png: Path, title: str, xlabel: str, ylabel: str, series: list[tuple], *,
+                   xlog: bool = False, xlim: tuple[float, float] | None = None) -> None:
+    """One PNG line plot; ``series`` holds (x, y, label, matplotlib keyword arguments) tuples."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.2), dpi=110)
+    for x, y, label, style in series:
+        ax.plot(x, y, label=label, **style)
+    if xlog:
+        ax.set_xscale("log")
+    if xlim:
+        ax.set_xlim(*xlim)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png)
+    plt.close(fig)

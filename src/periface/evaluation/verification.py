@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from .lfw import Pair, read_pairs
-from .metrics import eer, kfold_accuracy, roc, tar_at_far
+from .metrics import roc, verification_summary
 from .pipelines import EmbeddingCache, Pipeline, embed_paths, stable_seed
 
 Masker = Callable[[np.ndarray, str], np.ndarray]
@@ -77,13 +77,9 @@ def evaluate_pairs(
         scores = pair_scores(pairs, a_emb, b_emb)
         missing_a = {p for p, v in a_emb.items() if not np.isfinite(v).all()}
         missing_b = {p for p, v in b_emb.items() if not np.isfinite(v).all()}
-        acc, acc_std = kfold_accuracy(scores, same, folds)
-        tar2, _ = tar_at_far(scores, same, 1e-2)
-        tar3, _ = tar_at_far(scores, same, 1e-3)
         far, tar = roc(scores, same)
         report["pipelines"][pl.name] = {
-            "accuracy": acc, "accuracy_std": acc_std, "tar_at_far_1e-2": tar2, "tar_at_far_1e-3": tar3,
-            "eer": eer(scores, same),
+            **verification_summary(scores, same, folds),
             "images_without_face": len(missing_a | missing_b),
             "pairs_with_missing_face": int(np.sum(~np.isfinite(scores))),
             "masks_not_rendered": counter.get("not_masked", 0),
@@ -94,26 +90,13 @@ def evaluate_pairs(
 
 
 def plot_roc(report: dict, out_png: Path, title: str) -> None:
-    import matplotlib
+    from .report import save_line_plot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4.2), dpi=110)
+    series = []
     for name, r in report["pipelines"].items():
         far, tar = roc(r["_scores"], r["_same"])
-        ax.plot(np.maximum(far, 1e-4), tar, label=f"{name} (acc {r['accuracy']:.3f})")
-    ax.set_xscale("log")
-    ax.set_xlim(1e-3, 1)
-    ax.set_xlabel("false accept rate")
-    ax.set_ylabel("true accept rate")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png)
-    plt.close(fig)
+        series.append((np.maximum(far, 1e-4), tar, f"{name} (acc {r['accuracy']:.3f})", {}))
+    save_line_plot(out_png, title, "false accept rate", "true accept rate", series, xlog=True, xlim=(1e-3, 1))
 
 
 def public(report: dict) -> dict:
