@@ -12,14 +12,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 from fastapi import UploadFile
 from PIL import Image
 
 from ..config import Settings
-from ..errors import ConsentError, ImageError, ImageTooLargeError, PerifaceError, UnknownIdentityError
+from ..errors import ConsentError, ImageError, ImageTooLargeError, PerifaceError
 from ..image import load_image
 from ..privacy.audit import AuditRecord, AuditReport, sha256_hex
 from ..privacy.consent import Consent
@@ -38,6 +38,9 @@ from .schemas import (
     SearchResponse,
     VerifyResponse,
 )
+
+if TYPE_CHECKING:
+    from ..gallery import IdentityInfo
 
 KEYS_FILE = "keys.sqlite"
 
@@ -68,16 +71,6 @@ class Principal:
         if not self.purpose or len(self.purpose) < 3:
             raise PurposeRequiredError("every request states its purpose: an X-Purpose header or a purpose field")
         return self.purpose
-
-
-def _get(obj: Any, *names: str) -> Any:
-    for name in names:
-        if isinstance(obj, dict) and obj.get(name) is not None:
-            return obj[name]
-        value = getattr(obj, name, None)
-        if value is not None and not callable(value):
-            return value
-    return None
 
 
 def _text(value: Any) -> str | None:
@@ -223,18 +216,14 @@ class Service:
         rgb = self.decode(data)
         with self.engine() as engine:
             faces = engine.analyze(rgb, embed=False)
-        boxes = np.asarray(faces.boxes).reshape(-1, 4)
-        scores = np.asarray(faces.scores).reshape(-1)
-        landmarks = getattr(faces, "landmarks", None)
-        masks = list(getattr(faces, "mask", None) or [None] * len(boxes))
         out = [
             FaceOut(
-                box=[round(float(v), 1) for v in boxes[i]],
-                score=round(float(scores[i]), 4),
-                landmarks=None if landmarks is None else np.round(np.asarray(landmarks[i]), 1).tolist(),
-                mask=masks[i] if i < len(masks) else None,
+                box=[round(float(v), 1) for v in faces.boxes[i]],
+                score=round(float(faces.scores[i]), 4),
+                landmarks=np.round(faces.landmarks[i], 1).tolist(),
+                mask=faces.mask[i] if faces.mask else None,
             )
-            for i in range(len(boxes))
+            for i in range(len(faces))
         ]
         return DetectResponse(width=int(rgb.shape[1]), height=int(rgb.shape[0]), faces=out)
 
@@ -249,8 +238,7 @@ class Service:
         )
         return VerifyResponse(
             same=bool(result.same), score=round(float(result.score), 4), threshold=round(float(result.threshold), 4),
-            far=float(f"{float(result.far):.3g}"), target_far=_get(result, "target_far"),
-            notes=list(_get(result, "notes") or []),
+            far=float(f"{float(result.far):.3g}"), target_far=result.target_far, notes=list(result.notes),
         )
 
     def enrol(self, p: Principal, name: str, images: list[bytes], consent: Consent) -> IdentityOut:
@@ -265,38 +253,26 @@ class Service:
     def list_identities(self) -> list[IdentityOut]:
         with self.gallery_lock:
             items = list(self.gallery.identities())
-        kept = bool(getattr(self.gallery, "keep_images", False))
-        return [self._identity_out(i, kept=kept) if not isinstance(i, str) else self.read_identity(i) for i in items]
+        return [self._identity_out(i, kept=self.gallery.keep_images) for i in items]
 
     def read_identity(self, name: str) -> IdentityOut:
         with self.gallery_lock:
-            info = self.gallery.identity(name)
-        if info is None:
-            raise UnknownIdentityError(f"no identity named {name!r}")
-        return self._identity_out(info, name, kept=bool(getattr(self.gallery, "keep_images", False)))
+            info = self.gallery.identity(name)  # raises UnknownIdentityError
+        return self._identity_out(info, kept=self.gallery.keep_images)
 
     @staticmethod
-    def _identity_out(info: Any, name: str | None = None, *, kept: bool = False) -> IdentityOut:
-        consent = _get(info, "consent")
-        consent_out = None
-        if consent is not None:
-            consent_out = ConsentOut(
-                purpose=_get(consent, "purpose") or "", collected_by=_get(consent, "collected_by") or "",
-                collected_at=_get(consent, "collected_at"), expires=_get(consent, "expires"),
-                reference=_get(consent, "reference"),
-            )
-        templates = _get(info, "templates", "n_templates", "template_count")
-        if isinstance(templates, (list, tuple)):
-            templates = len(templates)
+    def _identity_out(info: IdentityInfo, *, kept: bool) -> IdentityOut:
+        c = info.consent
         return IdentityOut(
-            name=str(_get(info, "name", "identity") or name),
-            templates=templates,
-            enrolled=_text(_get(info, "enrolled", "enrolled_at", "created_at", "created")),
-            last_used=_text(_get(info, "last_used", "last_used_at")),
-            expires=_text(_get(info, "expires", "retention_expires")),
-            has_images=kept or bool(_get(info, "has_images", "images_kept") or False),
-            masked_templates=_get(info, "masked_templates"),
-            consent=consent_out,
+            name=info.identity,
+            templates=info.templates,
+            enrolled=_text(info.created_at),
+            last_used=_text(info.last_used_at),
+            expires=_text(info.expires),
+            has_images=kept,
+            masked_templates=info.masked_templates,
+            consent=ConsentOut(purpose=c.purpose, collected_by=c.collected_by, collected_at=c.collected_at,
+                               expires=c.expires, reference=c.reference),
         )
 
     def erase(self, p: Principal, name: str) -> ErasureOut:
@@ -314,10 +290,10 @@ class Service:
             found = self.gallery.search(probe, k=k, purpose=purpose, actor=p.key.id, role=p.key.role)
         candidates = [
             CandidateOut(
-                identity=str(c.identity), rank=int(_get(c, "rank") or i + 1), score=round(float(c.score), 4),
-                far=float(f"{float(c.far):.3g}"), masked=bool(_get(c, "masked", "masked_probe") or False),
+                identity=c.identity, rank=c.rank, score=round(float(c.score), 4),
+                far=float(f"{float(c.far):.3g}"), masked=c.masked_probe,
             )
-            for i, c in enumerate(found)
+            for c in found
         ]
         return SearchResponse(probe_sha256=sha256_hex(data), purpose=purpose, candidates=candidates)
 
