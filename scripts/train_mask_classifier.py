@@ -37,7 +37,7 @@ from periface.evaluation.datasets import require_datasets  # noqa: E402
 from periface.evaluation.voc import read_scenes, split_of  # noqa: E402
 from periface.faces import MASK_STATES  # noqa: E402
 from periface.image import load_image  # noqa: E402
-from periface.mask.classify import INPUT_PX, MODEL_FILE, OnnxMaskClassifier, context_crop  # noqa: E402
+from periface.mask.classify import INPUT_PX, MODEL_FILE, OnnxMaskClassifier, context_crop, states_from_probabilities  # noqa: E402
 
 DATA_CACHE = Path(".cache/mask_cnn_data.npz")
 STORE_CONTEXT, STORE_PX = 1.6, 96
@@ -193,7 +193,7 @@ def evaluate(data: dict[str, np.ndarray]) -> dict:
     te = np.flatnonzero(data["split"] == "test")
     prob = np.concatenate([clf.probabilities_of_inputs(centre(data["x"][te[i:i + 256]]))
                            for i in range(0, len(te), 256)])
-    pred = prob.argmax(1)
+    pred = np.array([MASK_STATES.index(s) for s in states_from_probabilities(prob)])
     y = np.array([MASK_STATES.index(s) for s in data["state"][te]])
     src = data["source"][te]
     report: dict = {"model_sha256": hashlib.sha256(MODEL_FILE.read_bytes()).hexdigest(), "split": "test (split_of)"}

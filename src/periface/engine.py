@@ -14,9 +14,9 @@ from .config import Settings
 from .detect import FaceFinder
 from .embed import Embedder, create_embedder
 from .errors import NoFaceError
-from .faces import MASK_STATES, Faces
+from .faces import Faces
 from .image import ImageInput, describe, load_image
-from .mask.classify import MaskClassifier, default_mask_classifier
+from .mask.classify import MaskClassifier, default_mask_classifier, states_from_probabilities
 from .masked import MaskedPathParams, fuse, masked_reference_embeddings, params_for
 from .match import Calibration, Verification, calibration_for, similarity
 
@@ -42,7 +42,7 @@ class Engine:
     ) -> None:
         self.settings = settings or Settings()
         embedder = self.settings.embedder if embedder is None else embedder
-        self.embedder = create_embedder(embedder) if isinstance(embedder, str) else embedder
+        self.embedder = create_embedder(embedder, self.settings.threads) if isinstance(embedder, str) else embedder
         self.finder = finder or FaceFinder.default(self.settings)
         self._mask_classifier = mask_classifier
         self._calibration: Calibration | None = None
@@ -116,28 +116,32 @@ class Engine:
         faces = self.finder.find_in_crop(rgb) if crop else self.finder.find(rgb)
         return self.describe(rgb, faces, embed=embed, mask=mask)
 
-    def describe(self, rgb: np.ndarray, faces: Faces, *, embed: bool = True, mask: bool = True) -> Faces:
-        """Fill the mask and embedding fields of faces already found in ``rgb``."""
+    def describe(self, rgb: np.ndarray, faces: Faces, *, embed: bool = True, mask: bool = True,
+                 visibility: bool = True) -> Faces:
+        """Fill the mask and embedding fields of faces already found in ``rgb``.
+
+        ``visibility=False`` skips Face Mesh's nose/mouth visibility (the mask state alone routes a comparison).
+        """
         if len(faces) == 0:
             faces.mask, faces.mask_score = [], np.zeros((0,), np.float32)
             faces.embeddings = np.zeros((0, self.embedder.dim), np.float32) if embed else None
             return faces
         if mask:
-            self._describe_mask(rgb, faces)
+            self._describe_mask(rgb, faces, visibility=visibility)
         if embed:
             faces.embeddings = self.embedder.embed(rgb, faces.boxes, faces.landmarks)
         return faces
 
-    def _describe_mask(self, rgb: np.ndarray, faces: Faces) -> None:
+    def _describe_mask(self, rgb: np.ndarray, faces: Faces, *, visibility: bool = True) -> None:
         """Mask state and P(mask); with the shipped CNN also nose/mouth visibility, from one pass of the CNN."""
         probabilities = getattr(self.mask_classifier, "probabilities", None)
         if probabilities is None:  # a classifier that only labels (e.g. a test's fake)
             faces.mask, faces.mask_score = self.mask_classifier.classify(rgb, faces)
             return
         p = probabilities(rgb, faces)
-        faces.mask = [MASK_STATES[i] for i in p.argmax(axis=1)]
+        faces.mask = states_from_probabilities(p)
         faces.mask_score = (1.0 - p[:, 0]).astype(np.float32)
-        if self.settings.nose_mouth_visibility:
+        if visibility and self.settings.nose_mouth_visibility:
             from .landmarks.facemesh import shared_landmarker
             from .mask.classify import nose_mouth_visibility
 
@@ -145,15 +149,20 @@ class Engine:
             faces.nose_visible, faces.mouth_visible = visible[:, 0], visible[:, 1]
 
     def face(self, img: ImageInput, *, crop: bool = False, name: str | None = None) -> Faces:
-        """The one face a 1:1 or 1:N request is about: the largest, with a note when there were several."""
-        faces = self.analyze(img, crop=crop)
+        """The one face a 1:1 or 1:N request is about: the largest, with a note when there were several.
+
+        Only that face is described (mask state and embedding; no Face Mesh visibility): background faces cost
+        nothing, which matters for verify and search throughput.
+        """
+        rgb = self.load(img)
+        faces = self.finder.find_in_crop(rgb) if crop else self.finder.find(rgb)
         if len(faces) == 0:
             raise NoFaceError("no face found", source=name or describe(img))
         if len(faces) > 1:
             note = f"{len(faces)} faces found; the largest was used"
             faces = faces.select(faces.largest())
             faces.notes.append(note)
-        return faces
+        return self.describe(rgb, faces, visibility=False)
 
     def embed(self, img: ImageInput, *, crop: bool = False) -> np.ndarray:
         """(D,) embedding of the largest face. Raises ``NoFaceError`` when there is none."""
