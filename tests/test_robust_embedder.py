@@ -100,3 +100,28 @@ def test_inference_needs_no_torch():
             "RobustSFaceEmbedder(threads=1).embed_aligned(np.zeros((2, 112, 112, 3), np.uint8));"
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_dequantised_trunk_computes_what_the_zoo_graph_computes(crops):
+    """The weights folded to float at load time must not change the numbers the calibration was measured with."""
+    import onnx
+    import onnxruntime as ort
+    from onnx.utils import Extractor
+
+    from periface.embed.robust import free_batch, sface_trunk
+    from periface.models import model_path
+
+    folded = sface_trunk("conv_13_relu")
+    assert not any(n.op_type == "DequantizeLinear" for n in folded.graph.node)
+    original = onnx.load(str(model_path("sface")))
+    inits = {t.name for t in original.graph.initializer}
+    keep = [i for i in original.graph.input if i.name not in inits]
+    del original.graph.input[:]
+    original.graph.input.extend(keep)
+    original = Extractor(free_batch(original)).extract_model(["data"], ["conv_13_relu"])
+    x = np.stack(list(crops.values())).astype(np.float32).transpose(0, 3, 1, 2)
+    run = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"data": x})[0]
+           for m in (original, folded)]
+    a, b = (r.reshape(len(x), -1) for r in run)
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cos.min() > 0.99999

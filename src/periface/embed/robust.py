@@ -45,7 +45,42 @@ def sface_trunk(upto: str = "conv_14_relu"):
     keep = [i for i in g.input if i.name not in inits]  # initializers listed as inputs block constant folding
     del g.input[:]
     g.input.extend(keep)
-    return free_batch(Extractor(free_batch(model)).extract_model(["data"], [upto]))
+    return dequantize_weights(free_batch(Extractor(free_batch(model)).extract_model(["data"], [upto])))
+
+
+def dequantize_weights(model):
+    """Replace the graph's weight-only (block) ``DequantizeLinear`` nodes by the float weights they compute.
+
+    ONNX Runtime keeps DequantizeLinear out of constant folding, so the zoo graph dequantised every weight on every
+    run and could not fuse Conv with BatchNorm; doing it once here gives the same numbers (cosine 1.0 to 1e-7) about a
+    third faster on one core.
+    """
+    from onnx import numpy_helper
+
+    g = model.graph
+    weights = {t.name: t for t in g.initializer}
+    kept, computed = [], []
+    for node in g.node:
+        if node.op_type != "DequantizeLinear" or not all(i in weights for i in node.input):
+            kept.append(node)
+            continue
+        q, scale, *zero = (numpy_helper.to_array(weights[i]).astype(np.float32) for i in node.input)
+        zero_point = zero[0] if zero else np.zeros_like(scale)
+        attrs = {a.name: a.i for a in node.attribute}
+        if scale.ndim:
+            axis, block = attrs.get("axis", 1) % q.ndim, attrs.get("block_size", 0)
+            if block:  # one scale per block of ``block`` values along ``axis``
+                scale = np.repeat(scale, block, axis=axis).take(range(q.shape[axis]), axis=axis)
+                zero_point = np.repeat(zero_point, block, axis=axis).take(range(q.shape[axis]), axis=axis)
+            else:  # one scale per slice along ``axis``
+                shape = [1] * q.ndim
+                shape[axis] = -1
+                scale, zero_point = scale.reshape(shape), zero_point.reshape(shape)
+        computed.append(numpy_helper.from_array(((q - zero_point) * scale).astype(np.float32), node.output[0]))
+    del g.node[:]
+    g.node.extend(kept)
+    g.initializer.extend(computed)
+    return model
 
 
 def free_batch(model):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
+import os
 import queue
 import tempfile
 import threading
@@ -144,7 +145,9 @@ class Service:
             return self._given_engine
         from ..engine import Engine
 
-        return Engine(self.gallery.embedder_name, settings=self.image_settings)
+        # each pooled engine gets its share of the cores: N engines each spinning on every core only contend
+        threads = max(1, (os.cpu_count() or 1) // self._pool_size)
+        return Engine(self.gallery.embedder_name, settings=self.image_settings.model_copy(update={"threads": threads}))
 
     @property
     def audit(self) -> Any:
