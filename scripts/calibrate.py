@@ -5,6 +5,7 @@ pair (millions of them, so FARs down to 1e-5 and below are measured, not extrapo
 ``src/periface/data/calibration/<embedder>.json``. For ``fusion``, the weight of SFace vs dlib is also chosen
 here, on View-1 only (highest TAR at FAR 1e-3 on its 1,100 matched / 1,100 mismatched pairs).
 
+    python scripts/calibrate.py --embedder sface-robust   # the default (mirror-averaged, see embed.robust)
     python scripts/calibrate.py --embedder sface
     python scripts/calibrate.py --embedder dlib
     python scripts/calibrate.py --embedder fusion      # needs the two runs above (reads their cached embeddings)
@@ -55,7 +56,7 @@ def pair_scores(pairs, index: dict[str, int], x: np.ndarray) -> tuple[np.ndarray
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--embedder", choices=["sface", "dlib", "fusion"], required=True)
+    ap.add_argument("--embedder", choices=["sface-robust", "sface", "dlib", "fusion"], required=True)
     args = ap.parse_args()
     source = "LFW View-1 pairsDevTrain.txt: all different-person pairs among its images"
     if args.embedder == "fusion":

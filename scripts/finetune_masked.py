@@ -22,8 +22,11 @@ The shipped file was built by (each stage under 10 minutes on one core; outputs 
     for s in 0 1 2 3; do python scripts/finetune_masked.py eval-render --set view2 --shard $s --of 4; done
     python scripts/finetune_masked.py eval-render --set view1
     python scripts/finetune_masked.py eval-render --set real
-    python scripts/finetune_masked.py evaluate --ship --baseline            # -> data/robust/report.json and
-                                                                            #    data/calibration/sface-robust.json
+    python scripts/finetune_masked.py evaluate --ship --baseline --flip     # -> data/robust/report.json
+    python scripts/calibrate.py --embedder sface-robust                     # -> data/calibration/sface-robust.json
+
+The shipped embedder averages each face with its mirror image (``RobustSFaceEmbedder(flip=True)``); ``--flip``
+evaluates exactly that on the cached crops, the other rows are single-pass heads on cached trunk outputs.
 """
 
 from __future__ import annotations
@@ -500,7 +503,23 @@ def _eval_set(which: str) -> dict[str, np.ndarray] | None:
     if not parts:
         print(f"no eval-render --set {which} yet: skipped")
         return None
-    return {k: np.concatenate([p[k] for p in parts]) for k in ("keys", "masked", "found", "feats")}
+    return {k: np.concatenate([p[k] for p in parts]) for k in ("keys", "masked", "found", "feats", "crops")}
+
+
+class ShippedOnCrops:
+    """The shipped embedder end to end on the cached aligned crops (mirror averaging included when ``flip``)."""
+
+    def __init__(self, flip: bool) -> None:
+        from periface.embed.robust import RobustSFaceEmbedder
+
+        self.embedder = RobustSFaceEmbedder(threads=1, flip=flip)
+
+    def __call__(self, data: dict) -> np.ndarray:
+        out = np.full((len(data["crops"]), 128), np.nan, np.float32)
+        idx = np.flatnonzero(data["found"])
+        for i in range(0, len(idx), 64):
+            out[idx[i : i + 64]] = self.embedder.embed_aligned(data["crops"][idx[i : i + 64]])
+        return out
 
 
 class HeadOnFeatures:
@@ -523,7 +542,8 @@ class HeadOnFeatures:
                            "embedding")]
             self.cut = cut
 
-    def __call__(self, feats: np.ndarray, found: np.ndarray) -> np.ndarray:
+    def __call__(self, data: dict) -> np.ndarray:
+        feats, found = data["feats"], data["found"]
         out = np.full((len(feats), 128), np.nan, np.float32)
         sess, name = self.steps[0]
         idx = np.flatnonzero(found)
@@ -550,7 +570,7 @@ def _metrics(name: str, emb: HeadOnFeatures, v2: dict, v1: dict, real: dict) -> 
     pairs = read_pairs(ds / "lfw" / "pairs.txt")
     same = np.array([p.same for p in pairs])
     folds = np.array([p.fold for p in pairs])
-    x2 = emb(v2["feats"], v2["found"])
+    x2 = emb(v2)
     plain = {k: x2[i] for i, k in enumerate(v2["keys"]) if not v2["masked"][i]}
     masked = {k: x2[i] for i, k in enumerate(v2["keys"]) if v2["masked"][i]}
     report: dict = {}
@@ -582,7 +602,7 @@ def _metrics(name: str, emb: HeadOnFeatures, v2: dict, v1: dict, real: dict) -> 
     # calibration on View-1 (pairsDevTrain) impostors, unmasked, as scripts/calibrate.py does
     v1_pairs = read_pairs(ds / "lfw" / "pairsDevTrain.txt")
     v1_images = sorted({p.a for p in v1_pairs} | {p.b for p in v1_pairs})
-    x1 = emb(v1["feats"], v1["found"])
+    x1 = emb(v1)
     lookup = {k: x1[i] for i, k in enumerate(v1["keys"])} | plain
     xv1 = np.stack([lookup[k] for k in v1_images])
     cal = Calibration.from_scores(name, _impostors(xv1, np.array([k.split("/")[0] for k in v1_images])),
@@ -591,7 +611,7 @@ def _metrics(name: str, emb: HeadOnFeatures, v2: dict, v1: dict, real: dict) -> 
     report["calibration"] = {"threshold_far_1e-3": thr, "threshold_far_1e-2": cal.threshold(1e-2),
                              "images_without_face": int((~np.isfinite(xv1).all(1)).sum())}
     # real crops: no identities, so look at how masked strangers behave at the shipped FAR 1e-3 threshold
-    xr = emb(real["feats"], real["found"])
+    xr = emb(real)
     group = np.array([k.split("/")[0] for k in real["keys"]])
     g2 = np.stack([v for v in plain.values() if np.isfinite(v).all()])
     real_report: dict = {}
@@ -628,26 +648,24 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         from periface.embed.robust import HEAD_FILE
 
         heads.append(("sface-robust", DATA / HEAD_FILE))
+    if args.flip:
+        heads.append(("sface-robust-flip", None))  # the shipped head with mirror averaging, run on the crops
     for name, head in heads:
         t0 = time.time()
-        out[name], cal = _metrics(name, HeadOnFeatures(head), v2, v1, real)
+        emb = ShippedOnCrops(flip=True) if name == "sface-robust-flip" else HeadOnFeatures(head)
+        out[name], _ = _metrics(name, emb, v2, v1, real)
         print(name, json.dumps(out[name], indent=1), f"{time.time() - t0:.0f}s", flush=True)
-        if args.ship and name == "sface-robust":
-            from periface.match import CALIBRATION_DIR
-
-            doc = cal.to_json() | {"images_without_face": out[name]["calibration"]["images_without_face"]}
-            (CALIBRATION_DIR / "sface-robust.json").write_text(json.dumps(doc, indent=1))
     if args.ship:
         # the shipped graph run end to end (trunk + head, batched) must give what the cached path gave
         from periface.embed.robust import RobustSFaceEmbedder
 
         crops = np.concatenate([np.load(f)["crops"][:40] for f in sorted(CACHE.glob("eval_view2_*of*.npz"))])
         feats = np.concatenate([np.load(f)["feats"][:40] for f in sorted(CACHE.glob("eval_view2_*of*.npz"))])
-        full = RobustSFaceEmbedder(threads=1).embed_aligned(crops)
-        cached = HeadOnFeatures(DATA / HEAD_FILE)(feats, np.ones(len(feats), bool))
+        full = RobustSFaceEmbedder(threads=1, flip=False).embed_aligned(crops)
+        cached = HeadOnFeatures(DATA / HEAD_FILE)({"feats": feats, "found": np.ones(len(feats), bool)})
         out["end_to_end_vs_cached_min_cos"] = float((full * cached).sum(1).min())
         print("end-to-end vs cached features, min cosine:", out["end_to_end_vs_cached_min_cos"])
-    tag = "_".join(["sface"] * args.baseline + args.tags + ["ship"] * args.ship)
+    tag = "_".join(["sface"] * args.baseline + args.tags + ["ship"] * args.ship + ["flip"] * args.flip)
     (CACHE / f"evaluate_{tag}.json").write_text(json.dumps(out, indent=1))
     if args.ship:
         (DATA / "report.json").write_text(json.dumps(out, indent=1) + "\n")
@@ -685,6 +703,7 @@ def main() -> int:
     v.add_argument("--tags", nargs="*", default=[])
     v.add_argument("--ship", action="store_true", help="also the shipped file; writes its calibration")
     v.add_argument("--baseline", action="store_true", help="also the original SFace")
+    v.add_argument("--flip", action="store_true", help="also the shipped embedder with mirror averaging (slower: runs on crops)")
     args = ap.parse_args()
     {"evaluate": cmd_evaluate, "train": cmd_train, "export": cmd_export, "eval-render": cmd_eval_render, "list": cmd_list, "render": cmd_render, "features": cmd_features}[args.cmd](args)
     return 0

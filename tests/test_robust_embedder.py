@@ -125,3 +125,13 @@ def test_dequantised_trunk_computes_what_the_zoo_graph_computes(crops):
     a, b = (r.reshape(len(x), -1) for r in run)
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert cos.min() > 0.99999
+
+
+def test_mirror_averaging_makes_a_face_and_its_mirror_image_one_template(crops):
+    flipped = RobustSFaceEmbedder(threads=1)
+    single = RobustSFaceEmbedder(threads=1, flip=False)
+    x = crops["obama"][None]
+    mirrored = np.ascontiguousarray(x[:, :, ::-1])
+    assert float(flipped.embed_aligned(x)[0] @ flipped.embed_aligned(mirrored)[0]) > 0.9999
+    assert float(single.embed_aligned(x)[0] @ single.embed_aligned(mirrored)[0]) < 0.999
+    assert float(flipped.embed_aligned(x)[0] @ single.embed_aligned(x)[0]) > 0.95

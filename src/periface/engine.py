@@ -42,7 +42,7 @@ class Engine:
     ) -> None:
         self.settings = settings or Settings()
         embedder = self.settings.embedder if embedder is None else embedder
-        self.embedder = create_embedder(embedder, self.settings.threads) if isinstance(embedder, str) else embedder
+        self.embedder = create_embedder(embedder, self.settings.threads, self.settings.flip) if isinstance(embedder, str) else embedder
         self.finder = finder or FaceFinder.default(self.settings)
         self._mask_classifier = mask_classifier
         self._calibration: Calibration | None = None

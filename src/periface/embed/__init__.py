@@ -16,13 +16,13 @@ __all__ = ["Embedder", "SFaceEmbedder", "RobustSFaceEmbedder", "DlibEmbedder", "
 EMBEDDERS = ("sface", "sface-robust", "dlib", "fusion")
 
 
-def create_embedder(name: str, threads: int = 0) -> Embedder:
+def create_embedder(name: str, threads: int = 0, flip: bool = True) -> Embedder:
     """``"sface"``, ``"sface-robust"`` (SFace with its last stages fine-tuned on masked faces), ``"dlib"``, or
-    ``"fusion"`` of SFace and dlib with weights learned on LFW View-1. ``threads``: ONNX Runtime threads (0: all)."""
+    ``"fusion"`` of SFace and dlib with weights learned on LFW View-1. ``threads``: ONNX Runtime threads (0: all); ``flip``: sface-robust averages each face with its mirror."""
     if name == "sface":
         return SFaceEmbedder()
     if name == "sface-robust":
-        return RobustSFaceEmbedder(threads=threads)
+        return RobustSFaceEmbedder(threads=threads, flip=flip)
     if name == "dlib":
         return DlibEmbedder()
     if name == "fusion":
