@@ -45,7 +45,30 @@ def sface_trunk(upto: str = "conv_14_relu"):
     keep = [i for i in g.input if i.name not in inits]  # initializers listed as inputs block constant folding
     del g.input[:]
     g.input.extend(keep)
-    return dequantize_weights(free_batch(Extractor(free_batch(model)).extract_model(["data"], [upto])))
+    return prelu_as_relu_and_min(dequantize_weights(free_batch(Extractor(free_batch(model)).extract_model(["data"], [upto]))))
+
+
+def prelu_as_relu_and_min(model):
+    """Rewrite every ``PRelu(x, slope)`` as ``Relu(x) + slope * Min(x, 0)``: the same function, but ONNX Runtime's
+    PRelu with a per-channel slope took half of SFace's time on one core; the three vectorised ops take a fraction."""
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    zero = "prelu_rewrite_zero"
+    g.initializer.append(numpy_helper.from_array(np.zeros((), np.float32), zero))
+    nodes = []
+    for node in g.node:
+        if node.op_type != "PRelu":
+            nodes.append(node)
+            continue
+        (x, slope), y, name = node.input, node.output[0], node.name or node.output[0]
+        nodes += [helper.make_node("Relu", [x], [f"{name}_positive"]),
+                  helper.make_node("Min", [x, zero], [f"{name}_negative"]),
+                  helper.make_node("Mul", [f"{name}_negative", slope], [f"{name}_scaled"]),
+                  helper.make_node("Add", [f"{name}_positive", f"{name}_scaled"], [y])]
+    del g.node[:]
+    g.node.extend(nodes)
+    return model
 
 
 def dequantize_weights(model):
@@ -103,7 +126,13 @@ def joined_model(head_path: Path):
     cut = {p.key: p.value for p in head.metadata_props}["trunk_output"]  # where the fine-tuned stages begin
     trunk = sface_trunk(cut)
     head.ir_version = trunk.ir_version
-    return onnx.compose.merge_models(trunk, head, io_map=[(cut, head.graph.input[0].name)])
+    joined = onnx.compose.merge_models(trunk, head, io_map=[(cut, head.graph.input[0].name)])
+    opsets: dict[str, int] = {}
+    for o in joined.opset_import:  # merge_models lists the default domain once per model
+        opsets[o.domain] = max(opsets.get(o.domain, 0), o.version)
+    del joined.opset_import[:]
+    joined.opset_import.extend(onnx.helper.make_opsetid(d, v) for d, v in opsets.items())
+    return joined
 
 
 def session(model, threads: int = 0):
