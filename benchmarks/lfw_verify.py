@@ -1,4 +1,4 @@
-"""LFW View-2 verification: periface (SFace and dlib backends) and the face_recognition approach, same run.
+"""LFW View-2 verification: periface (sface-robust, SFace and dlib backends) and the face_recognition approach, same run.
 
     python benchmarks/lfw_verify.py                        # unmasked, all 6,000 pairs
     python benchmarks/lfw_verify.py --mask probe           # second image of each pair masked by the renderer
@@ -30,7 +30,7 @@ def main() -> int:
     ap.add_argument("--pairs", type=Path, default=None, help="pair list (default LFW pairs.txt)")
     ap.add_argument("--root", type=Path, default=None, help="image root (default LFW images)")
     ap.add_argument("--mask", choices=["none", "probe", "both"], default="none")
-    ap.add_argument("--pipelines", default="periface-sface,periface-dlib,face_recognition")
+    ap.add_argument("--pipelines", default="periface-sface-robust,periface-sface,periface-dlib,face_recognition")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     lfw = require_datasets() / "lfw"

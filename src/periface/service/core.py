@@ -147,6 +147,9 @@ class Service:
 
         # each pooled engine gets its share of the cores: N engines each spinning on every core only contend
         threads = max(1, (os.cpu_count() or 1) // self._pool_size)
+        import cv2
+
+        cv2.setNumThreads(threads)  # process-wide: YuNet's OpenCV threads share the cores the same way
         return Engine(self.gallery.embedder_name, settings=self.image_settings.model_copy(update={"threads": threads}))
 
     @property
