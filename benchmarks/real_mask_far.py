@@ -10,7 +10,7 @@ face_recognition approach at its usual 0.6 distance threshold, and for periface'
 It also reports how many real masked crops a detector finds (vs the whole-crop fallback) and how many the mask
 classifier routes to the masked path.
 
-    python benchmarks/real_mask_far.py          # needs the gallery caches of benchmarks/lfw_masked.py
+    python benchmarks/real_mask_far.py   # needs the gallery caches of benchmarks/lfw_masked.py --backbones sface,sface-robust
 """
 
 from __future__ import annotations
@@ -52,6 +52,11 @@ def main() -> int:
     rx = np.stack([refs_cache.get(p).reshape(k, d) for p in gallery])
     robust_g = embed_paths(gallery, root / "lfw/images", periface_pipeline(robust), EmbeddingCache("periface-sface-robust", "none"), d)
     rgx = np.stack([robust_g[p] for p in gallery])
+    robust_refs = EmbeddingCache("periface-sface-robust", f"masked-refs-k{robust.masked_params.variants}")
+    have_robust_refs = robust.has_masked_path and all(robust_refs.get(p) is not None for p in gallery)
+    if robust.has_masked_path and not have_robust_refs:
+        print("sface-robust's masked references are not cached for this gallery: run "
+              "benchmarks/lfw_masked.py --backbones sface-robust first; its masked path is skipped")
     crops = sorted((root / "mask-crops/with_mask").glob("*"))
     probes, robust_probes, routed, detected = [], [], [], []
     for path in track(crops, description="real masked crops"):
@@ -67,16 +72,24 @@ def main() -> int:
     with np.errstate(invalid="ignore"):
         masked_refs = np.nanmax(np.einsum("gkd,pd->pgk", rx, e), axis=2)
     fused = fuse(engine.adapt(e) @ gx.T, masked_refs, engine.masked_params.weight_masked_refs)
-    robust_scores = np.stack(robust_probes) @ rgx.T
+    robust_e = np.stack(robust_probes)
+    robust_scores = robust_e @ rgx.T
+    rows = [("SFace masked path (routed probes)", fused[routed_a], engine.masked_calibration)]
+    if have_robust_refs:
+        rk = robust.masked_params.variants
+        rrx = np.stack([robust_refs.get(p).reshape(rk, d) for p in gallery])
+        with np.errstate(invalid="ignore"):
+            robust_masked = np.nanmax(np.einsum("gkd,pd->pgk", rrx, robust_e), axis=2)
+        robust_fused = fuse(robust.adapt(robust_e) @ rgx.T, robust_masked, robust.masked_params.weight_masked_refs)
+        rows.append(("sface-robust masked path (routed probes, default)", robust_fused[routed_a], robust.masked_calibration))
     doc: dict = {"probes": len(crops), "gallery": len(gallery), "comparisons": int(plain.size),
                  "routed_to_masked_path": float(routed_a.mean()), "found_by_a_detector": float(np.mean(detected)),
                  "observed_far": {}}
     table = Table(title=f"real masked crops vs {len(gallery):,} LFW photos: {plain.size:,} impostor comparisons")
     for col in ("path", "nominal FAR", "threshold", "observed FAR", "observed / nominal"):
         table.add_column(col)
-    for label, scores, cal in (("SFace masked path (routed probes)", fused[routed_a], engine.masked_calibration),
-                               ("SFace plain", plain, engine.calibration),
-                               ("sface-robust (default)", robust_scores, robust.calibration)):
+    for label, scores, cal in rows + [("SFace plain", plain, engine.calibration),
+                                      ("sface-robust plain", robust_scores, robust.calibration)]:
         for far in (1e-2, 1e-3, 1e-4):
             t = cal.threshold(far)
             obs = float(np.mean(scores >= t))
