@@ -106,10 +106,13 @@ def evaluate_masked_methods(
     adapted[~np.isfinite(b).all(1)] = np.nan
     s_plain = np.einsum("ij,ij->i", a, b)
     s_adapter = np.einsum("ij,ij->i", a, adapted)
-    s_refs = np.nanmax(np.einsum("ikj,ij->ik", r, b), axis=1) if k else np.full(len(pairs), np.nan)
+    with np.errstate(invalid="ignore"):
+        s_refs = np.nanmax(np.einsum("ikj,ij->ik", r, b), axis=1) if k else np.full(len(pairs), np.nan)
     w = engine.masked_params.weight_masked_refs
     s_fused = fuse(s_adapter, s_refs, w)
     s_routed = np.where(routed, s_fused, s_plain)
+    # a reference that Face Mesh could not put a mask on has no renders: it is compared plainly, as in fuse()
+    s_refs = np.where(np.isfinite(s_refs), s_refs, s_plain)
     report = {"pairs_file": str(pairs_file), "pairs": len(pairs), "backbone": engine.embedder.name, "variants": k,
               "weight_masked_refs": w, "probes_routed_to_masked_path": float(routed[np.isfinite(b).all(1)].mean()),
               "masks_not_rendered": counter.get("not_masked", 0), "methods": {}}
@@ -156,6 +159,7 @@ def evaluate_identification_methods(
             masked_refs = np.nanmax(np.einsum("gkd,pd->pgk", rx, e), axis=2)
         fused = fuse(adapter, masked_refs, w)
         routed_s = np.where(routed[:, None], fused, plain)
+        masked_refs = np.where(np.isfinite(masked_refs), masked_refs, plain)  # no renders: compared plainly
         out = {"plain": plain, "adapter": adapter, "masked_refs": masked_refs, "fused": fused, "routed": routed_s}
         for m in out:
             out[m] = np.where(ok[:, None], out[m], np.nan)
