@@ -53,10 +53,11 @@ def main() -> int:
         paths = sorted((root / "lfw/images").glob("*/*.jpg"))
         pick = np.random.default_rng(0).choice(len(paths), size=min(args.lfw, len(paths)), replace=False)
         sets["LFW 250x250"] = [load_image(paths[i]) for i in sorted(pick)]
-    engine = Engine("sface")
+    robust, sface = Engine("sface-robust"), Engine("sface")
     ref = FaceRecognitionReference()
     pipelines = {
-        "periface (sface)": lambda img: len(engine.describe(img, engine.finder.find(img))),
+        "periface (sface-robust, default)": lambda img: len(robust.describe(img, robust.finder.find(img))),
+        "periface (sface)": lambda img: len(sface.describe(img, sface.finder.find(img))),
         "face_recognition": lambda img: len(ref.embed_boxes(img, ref.boxes(img))),
     }
     doc: dict = {"sets": {}}
