@@ -10,6 +10,9 @@ component holds out):
   mask-scenes boxed faces (with_mask / without_mask / mask_weared_incorrect), split by scene file name
   renders: ``periface.mask.render.add_mask`` on every without_mask crop (split of the source crop), coverage
       "full" -> correct, "nose_exposed" / "chin" -> incorrect
+  lfw: 600 LFW photos of people in no LFW evaluation protocol (the robust backbone's training list), unmasked ->
+      none plus one render each, every face boxed twice: by ``FaceFinder`` and by ``CrowdFinder`` (whose boxes follow
+      the scenes' annotation convention), so that a large sharp face is not "masked" just because of its box
 Crop faces find their box with ``FaceFinder.find_in_crop`` (as at run time); scene faces use the annotated box.
 Each sample is stored as a square context of 1.6x the box side (96 px); training draws 1.1-1.4x crops with jitter,
 run time uses ``CONTEXT`` (1.25x) - see ``periface.mask.classify``.
@@ -86,6 +89,42 @@ def collect(root: Path) -> dict[str, np.ndarray]:
         "split": np.array([r[2] for r in rows]), "state": np.array([r[3] for r in rows]),
         "x": np.stack([r[4] for r in rows]),
     }
+
+
+LFW_FACES = 600  # large, sharp faces, unmasked and rendered, each boxed by both detectors' conventions
+
+
+def collect_lfw(root: Path) -> dict[str, np.ndarray]:
+    """Large LFW faces of people who appear in no LFW evaluation protocol (the robust backbone's training list),
+    unmasked -> none and with one render each, boxed by ``FaceFinder`` (detector box) and by ``CrowdFinder``
+    (annotation-style box, forehead cut): the scenes alone taught the CNN that big annotation-boxed faces are masked."""
+    from periface.detect.crowd import CrowdFinder
+    from periface.evaluation.pipelines import central
+    from periface.mask.render import add_mask
+
+    listed = [ln.split("\t")[2] for ln in (Path(__file__).resolve().parents[1] / "src/periface/data/robust/train_list.txt")
+              .read_text().splitlines() if ln.startswith("lfw\t")]
+    pick = sorted(np.random.default_rng(SEED).choice(len(listed), size=min(LFW_FACES, len(listed)), replace=False))
+    finders = (FaceFinder.default(), CrowdFinder.default())
+    rows: list[tuple[str, str, str, str, np.ndarray]] = []
+    for n, i in enumerate(pick):
+        rel = listed[i]
+        rgb = load_image(root / rel)
+        coverage = ("full", "nose_exposed", "chin")[int(np.random.default_rng(n).choice(3, p=[0.45, 0.35, 0.2]))]
+        render = add_mask(rgb, seed=n, coverage=coverage)
+        for finder in finders:
+            faces = finder.find(rgb)
+            j = central(faces.boxes, rgb.shape[:2])
+            if j is None:
+                continue
+            box, split = faces.boxes[j], split_of(Path(rel).name)
+            rows.append(("lfw", rel, split, "none", context_crop(rgb, box, STORE_CONTEXT, STORE_PX)))
+            if render is not None:
+                rows.append(("lfw_renders", rel, split, "correct" if coverage == "full" else "incorrect",
+                             context_crop(render.image, box, STORE_CONTEXT, STORE_PX)))
+    return {"source": np.array([r[0] for r in rows]), "name": np.array([r[1] for r in rows]),
+            "split": np.array([r[2] for r in rows]), "state": np.array([r[3] for r in rows]),
+            "x": np.stack([r[4] for r in rows])}
 
 
 def build_net():
@@ -229,6 +268,10 @@ def main() -> int:
     else:
         data = collect(root)
         DATA_CACHE.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(DATA_CACHE, **data)
+    if "lfw" not in set(data["source"]):
+        extra = collect_lfw(root)
+        data = {k: np.concatenate([data[k], extra[k]]) for k in data}
         np.savez(DATA_CACHE, **data)
     print({s: int((data["source"] == s).sum()) for s in sorted(set(data["source"]))})
     if not args.eval_only:

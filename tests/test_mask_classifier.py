@@ -117,9 +117,9 @@ def test_masked_crops_are_routed_as_masked(clf, datasets):
     assert set(MASK_STATES) == {"none", "correct", "incorrect"}
 
 
-@pytest.mark.xfail(strict=True, reason="known weakness: on large unmasked faces boxed by CrowdFinder (annotation-style "
-                   "boxes, forehead cut) the CNN gives 'incorrect' 0.3-0.5; see docs/crowds.md")
 def test_unmasked_faces_boxed_by_the_crowd_finder_are_none(clf, fixtures):
+    """Was a known weakness (the CNN called large, annotation-boxed unmasked faces "incorrect") until LFW faces boxed
+    by both detectors were added to its training data."""
     from periface.detect.crowd import CrowdFinder
 
     finder = CrowdFinder.default()
