@@ -32,7 +32,7 @@ from periface.evaluation.pipelines import EmbeddingCache, embed_paths, periface_
 from periface.evaluation.reference import FaceRecognitionReference  # noqa: E402
 from periface.evaluation.report import write_json  # noqa: E402
 from periface.image import load_image  # noqa: E402
-from periface.masked import fuse  # noqa: E402
+from periface.masked import fuse, masked_reference_scores  # noqa: E402
 
 
 def main() -> int:
@@ -69,8 +69,7 @@ def main() -> int:
     e = np.stack(probes)
     routed_a = np.array(routed)
     plain = e @ gx.T
-    with np.errstate(invalid="ignore"):
-        masked_refs = np.nanmax(np.einsum("gkd,pd->pgk", rx, e), axis=2)
+    masked_refs = masked_reference_scores(e, rx)
     fused = fuse(engine.adapt(e) @ gx.T, masked_refs, engine.masked_params.weight_masked_refs)
     robust_e = np.stack(robust_probes)
     robust_scores = robust_e @ rgx.T
@@ -78,8 +77,7 @@ def main() -> int:
     if have_robust_refs:
         rk = robust.masked_params.variants
         rrx = np.stack([robust_refs.get(p).reshape(rk, d) for p in gallery])
-        with np.errstate(invalid="ignore"):
-            robust_masked = np.nanmax(np.einsum("gkd,pd->pgk", rrx, robust_e), axis=2)
+        robust_masked = masked_reference_scores(robust_e, rrx)
         robust_fused = fuse(robust.adapt(robust_e) @ rgx.T, robust_masked, robust.masked_params.weight_masked_refs)
         rows.append(("sface-robust masked path (routed probes, default)", robust_fused[routed_a], robust.masked_calibration))
     doc: dict = {"probes": len(crops), "gallery": len(gallery), "comparisons": int(plain.size),

@@ -36,7 +36,7 @@ from periface.evaluation.pipelines import central, stable_seed
 from periface.image import load_image
 from periface.landmarks.facemesh import shared_landmarker
 from periface.mask.render import random_style, render_mask
-from periface.masked import PARAMS_FILE, fuse, masked_reference_embeddings
+from periface.masked import PARAMS_FILE, fuse, masked_reference_embeddings, masked_reference_scores
 from periface.match import CALIBRATION_DIR, Calibration
 from periface.models import PACKAGE_DATA
 
@@ -149,8 +149,7 @@ def masked_scores(probe: np.ndarray, plain: np.ndarray, refs: np.ndarray, adapte
     """(P, R) fused scores of masked probes against references (plain vectors + masked variants)."""
     adapted = adapter(np.nan_to_num(probe)) if adapter is not None else np.nan_to_num(probe)
     s_adapted = adapted @ np.nan_to_num(plain).T
-    s_refs = np.nanmax(np.where(np.isfinite(refs), refs, np.nan) @ np.nan_to_num(probe).T, axis=1).T \
-        if np.isfinite(refs).any() else np.full_like(s_adapted, np.nan)
+    s_refs = masked_reference_scores(np.nan_to_num(probe), refs)
     return fuse(s_adapted, s_refs, w)
 
 

@@ -113,8 +113,10 @@ class Engine:
         ``crop=True`` says the image is already a face crop: the result then always holds exactly one face.
         """
         rgb = self.load(img)
-        faces = self.finder.find_in_crop(rgb) if crop else self.finder.find(rgb)
-        return self.describe(rgb, faces, embed=embed, mask=mask)
+        return self.describe(rgb, self._find(rgb, crop), embed=embed, mask=mask)
+
+    def _find(self, rgb: np.ndarray, crop: bool) -> Faces:
+        return self.finder.find_in_crop(rgb) if crop else self.finder.find(rgb)
 
     def describe(self, rgb: np.ndarray, faces: Faces, *, embed: bool = True, mask: bool = True,
                  visibility: bool = True) -> Faces:
@@ -155,7 +157,7 @@ class Engine:
         nothing, which matters for verify and search throughput.
         """
         rgb = self.load(img)
-        faces = self.finder.find_in_crop(rgb) if crop else self.finder.find(rgb)
+        faces = self._find(rgb, crop)
         if len(faces) == 0:
             raise NoFaceError("no face found", source=name or describe(img))
         if len(faces) > 1:

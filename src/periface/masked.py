@@ -70,6 +70,16 @@ def masked_reference_embeddings(
     return np.concatenate([embedder.embed(v, box[None], landmarks[None]) for v in variants])
 
 
+def masked_reference_scores(probes: np.ndarray, refs: np.ndarray) -> np.ndarray:
+    """(P, R) best score of each probe (P, D) against each reference's masked renders (R, k, D); NaN renders are
+    ignored, and a reference with none at all scores NaN (``fuse`` then falls back to the adapted score)."""
+    import warnings
+
+    with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: references Face Mesh could not mask
+        return np.nanmax(np.einsum("rkd,pd->prk", refs, probes), axis=2)
+
+
 def fuse(adapted_score: np.ndarray | float, masked_ref_score: np.ndarray | float, weight_masked_refs: float):
     """Weighted sum; where no masked reference exists (NaN), the adapted score alone."""
     a = np.asarray(adapted_score, np.float64)

@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..masked import fuse
+from ..masked import fuse, masked_reference_scores
 from .lfw import read_pairs
 from .metrics import verification_summary
 from .pipelines import EmbeddingCache, central, embed_paths, stable_seed
@@ -155,8 +155,7 @@ def evaluate_identification_methods(
         e, routed = np.nan_to_num(x[:, :d]), x[:, d] > 0.5
         plain = e @ gx.T
         adapter = engine.adapt(e) @ gx.T
-        with np.errstate(invalid="ignore"):
-            masked_refs = np.nanmax(np.einsum("gkd,pd->pgk", rx, e), axis=2)
+        masked_refs = masked_reference_scores(e, rx)
         fused = fuse(adapter, masked_refs, w)
         routed_s = np.where(routed[:, None], fused, plain)
         masked_refs = np.where(np.isfinite(masked_refs), masked_refs, plain)  # no renders: compared plainly
