@@ -38,7 +38,7 @@ from periface.landmarks.facemesh import shared_landmarker
 from periface.mask.render import random_style, render_mask
 from periface.masked import PARAMS_FILE, fuse, masked_reference_embeddings, masked_reference_scores
 from periface.match import CALIBRATION_DIR, Calibration
-from periface.models import PACKAGE_DATA
+from periface.models import PACKAGE_DATA, record_sha256
 
 CACHE = Path(".cache/masked_path")
 
@@ -195,10 +195,8 @@ def main() -> int:
         print("the plain backbone is best on View-1: no masked path is written")
         return 0
     if with_adapter:
-        digest = adapter.save(PACKAGE_DATA / adapter_name)
-        sums = PACKAGE_DATA / "SHA256SUMS"
-        lines = [ln for ln in sums.read_text().splitlines() if not ln.endswith(" " + adapter_name)] if sums.exists() else []
-        sums.write_text("\n".join(lines + [f"{digest}  {adapter_name}"]) + "\n")
+        adapter.save(PACKAGE_DATA / adapter_name)
+        record_sha256(PACKAGE_DATA / adapter_name)
         listing = "\n".join(str(p.relative_to(root)) for p, _ in items)
         (PACKAGE_DATA / f"adapter_{args.embedder}_train_list.sha256").write_text(
             hashlib.sha256(listing.encode()).hexdigest() + f"  {len(items)} images (see scripts/train_masked_path.py)\n")

@@ -109,6 +109,16 @@ def recorded_sha256(path: Path) -> str:
     raise ModelError(f"no SHA-256 recorded for {Path(path).name} in {sums}", source=str(path))
 
 
+def record_sha256(path: Path) -> str:
+    """Write ``path``'s SHA-256 into the ``SHA256SUMS`` beside it (replacing its old line); for training scripts."""
+    path = Path(path)
+    digest = _sha256(path)
+    sums = path.with_name("SHA256SUMS")
+    lines = [ln for ln in (sums.read_text().splitlines() if sums.exists() else []) if ln.split()[-1:] != [path.name]]
+    sums.write_text("\n".join(lines + [f"{digest}  {path.name}"]) + "\n")
+    return digest
+
+
 def packaged_file(relpath: str) -> Path:
     """A file periface trains and ships under ``data/``, verified against its recorded SHA-256."""
     path = PACKAGE_DATA / relpath

@@ -1,7 +1,8 @@
 """Mask state: none, correct (nose and mouth covered) or incorrect (nose or mouth uncovered).
 
-A small CNN (4 conv layers, ~100k parameters) looks at a square crop of 1.25x the face box, 64 px, and gives
-probabilities of the three states. It was trained by ``scripts/train_mask_classifier.py`` (torch, CPU, seed 0) on
+Three small CNNs (4 conv layers, ~100k parameters each) look at a square crop of 1.25x the face box, 64 px, and at
+its mirror image; their probabilities of the three states are averaged inside one ONNX graph. They were trained by
+``scripts/train_mask_classifier.py`` (torch, CPU, seeds 0-2) on
 real crops, MaskedFace-Net, renders of ``periface.mask.render`` and the train split of the mask-scenes faces, and
 ships as ONNX (``data/mask_state.onnx``), run with onnxruntime; its SHA-256 is checked before loading.
 
