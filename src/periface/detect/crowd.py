@@ -29,8 +29,9 @@ import numpy as np
 
 from ..faces import Faces, concat
 from ..models import PACKAGE_DATA
-from .base import Detector, iou_matrix
+from .base import Detector, iou_matrix, nms
 from .blazeface import BlazeFaceDetector
+from .refine import CandidateRefiner
 from .yunet import YuNetDetector
 
 CALIBRATION_FILE = PACKAGE_DATA / "crowd_calibration.json"
@@ -107,8 +108,6 @@ def run_pass(detector: Detector, p: Pass, rgb: np.ndarray) -> Faces:
     ok = np.isfinite(faces.boxes).all(1) & np.isfinite(faces.landmarks).all((1, 2)) & (np.nan_to_num(wh).min(1) >= 4)
     faces = faces.select(np.flatnonzero(ok))
     if p.tiles > 1 and len(faces):  # the same face seen in two overlapping tiles
-        from .base import nms
-
         faces = faces.select(np.sort(nms(faces.boxes, faces.scores, 0.5)))
     return correct_boxes(faces, p.box_offsets)
 
@@ -164,14 +163,17 @@ def cluster(per_pass: Sequence[Faces], image_size: tuple[int, int], cluster_iou:
     return Candidates(np.array(out_b, np.float32), np.array(out_l, np.float32), np.array(out_s, np.float32), image_size)
 
 
-def candidate_features(c: Candidates) -> np.ndarray:
-    """(K, F) inputs of the fusion model: per pass its best score and whether it fired; agreement; log size."""
+def candidate_features(c: Candidates, refiner_logit: np.ndarray | None = None) -> np.ndarray:
+    """(K, F) inputs of the fusion model: per pass its best score and whether it fired; agreement; log size; and,
+    when a ``CandidateRefiner`` looked at the pixels, its face logit."""
     fired = (c.best > 0).astype(np.float32)
     wh = np.clip(c.boxes[:, 2:] - c.boxes[:, :2], 1, None)
     log_side = np.log(np.sqrt(wh[:, 0] * wh[:, 1]))[:, None]
     aspect = np.log(wh[:, 1] / wh[:, 0])[:, None]
-    return np.concatenate([c.best, fired, fired.sum(1, keepdims=True), log_side, log_side ** 2,
-                           c.best * log_side, aspect, aspect ** 2], axis=1).astype(np.float32)
+    columns = [c.best, fired, fired.sum(1, keepdims=True), log_side, log_side ** 2, c.best * log_side, aspect, aspect ** 2]
+    if refiner_logit is not None:
+        columns.append(np.asarray(refiner_logit, np.float32).reshape(-1, 1))
+    return np.concatenate(columns, axis=1).astype(np.float32)
 
 
 @dataclass
@@ -182,10 +184,10 @@ class Fusion:
     intercept: float
     threshold: float
 
-    def probability(self, c: Candidates) -> np.ndarray:
+    def probability(self, c: Candidates, refiner_logit: np.ndarray | None = None) -> np.ndarray:
         if len(c) == 0:
             return np.zeros((0,), np.float32)
-        z = candidate_features(c) @ self.coef + self.intercept
+        z = candidate_features(c, refiner_logit) @ self.coef + self.intercept
         return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
 
 
@@ -202,6 +204,7 @@ class CrowdFinder:
     cluster_iou: float = 0.45
     min_face_px: int = 8
     threshold: float | None = None
+    refiner: CandidateRefiner | None = None
     _detectors: dict[str, Detector] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -211,6 +214,9 @@ class CrowdFinder:
         passes = [Pass(**p) for p in cfg["passes"]]
         fusion = Fusion(np.array(cfg["coef"], np.float32), float(cfg["intercept"]), float(cfg["threshold"]))
         kwargs = {"cluster_iou": cfg.get("cluster_iou", 0.45), "min_face_px": cfg.get("min_face_px", 8)}
+        if cfg.get("refiner") and "refiner" not in overrides:
+            kwargs["refiner"] = CandidateRefiner.load(mirror=cfg["refiner"].get("mirror", False),
+                                                      iterations=cfg["refiner"].get("iterations", 1))
         kwargs.update(overrides)
         return cls(passes, fusion, **kwargs)
 
@@ -231,15 +237,25 @@ class CrowdFinder:
 
     def find(self, rgb: np.ndarray) -> Faces:
         """All faces in ``rgb`` (H, W, 3 uint8 RGB); ``scores`` are fused probabilities, ``detector`` is "crowd"."""
-        return self.fuse(self.run_passes(rgb), rgb.shape[:2])
+        return self.fuse(self.run_passes(rgb), rgb)
 
-    def fuse(self, per_pass: Sequence[Faces], image_size: tuple[int, int], threshold: float | None = None) -> Faces:
+    def fuse(self, per_pass: Sequence[Faces], rgb: np.ndarray, threshold: float | None = None) -> Faces:
+        """The passes' boxes clustered, looked at again by the refiner (when there is one), scored and thresholded."""
+        image_size = rgb.shape[:2]
         c = cluster(per_pass, image_size, self.cluster_iou)
-        p = self.fusion.probability(c)
+        if self.refiner is not None and len(c):
+            logit, refined = self.refiner.refine(rgb, c.boxes)
+            p = self.fusion.probability(c, logit)
+            h, w = image_size
+            c.boxes = np.clip(refined, 0, [w, h, w, h]).astype(np.float32)
+        else:
+            p = self.fusion.probability(c)
         thr = threshold if threshold is not None else (self.threshold if self.threshold is not None else self.fusion.threshold)
         side = np.min(c.boxes[:, 2:] - c.boxes[:, :2], axis=1) if len(c) else np.zeros((0,))
         keep = np.flatnonzero((p >= thr) & (side >= self.min_face_px))
         keep = keep[np.argsort(-p[keep])]
+        if self.refiner is not None and len(keep):  # two candidates the refiner moved onto the same face
+            keep = keep[np.sort(nms(c.boxes[keep], p[keep], 0.5))]
         return Faces(
             boxes=c.boxes[keep], scores=p[keep], landmarks=c.landmarks[keep], image_size=tuple(image_size),
             detector=["crowd"] * len(keep),

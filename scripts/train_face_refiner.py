@@ -1,0 +1,275 @@
+"""Train the crowd candidate refiner and refit CrowdFinder's fusion with it (mask-scenes TRAIN split only).
+
+    OMP_NUM_THREADS=1 python scripts/train_face_refiner.py --workers 2     # seeds 0-4, CPU; torch is a training extra
+
+Run after ``benchmarks/detect_scenes.py --fit`` (which chooses the detector passes and their box corrections and
+writes a configuration without a refiner); this script keeps those passes and:
+
+1. clusters every pass's raw boxes into candidates (``periface.detect.crowd.cluster``) on all 427 scenes;
+2. trains the refiner CNN (``periface.detect.refine``; face / not a face, plus box deltas onto the annotated box) on
+   the candidates of the train split, each drawn with a jittered box, and on jittered annotated boxes;
+3. repeats 2. on four folds of the train images (by file-name hash) to get out-of-fold logits and boxes for every
+   train candidate, so that the fusion model learns how much to trust the refiner on images it never saw;
+4. for each way of running the refiner (``VARIANTS``: averaged with the mirror image or not, one or two looks),
+   refits the fusion logistic model on the out-of-fold features, picks the threshold by the same rule as before
+   (the lowest probability keeping >= 95% precision on boxes >= 32 px, train split) and keeps the variant with
+   the best out-of-fold recall of masked faces >= 32 px (ties: the simpler one);
+5. writes ``data/face_refiner.onnx`` (final model, all train images) and ``data/crowd_calibration.json``.
+The held-out test split is judged by ``python benchmarks/detect_scenes.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+from periface.detect.base import iou_matrix, nms  # noqa: E402
+from periface.detect.crowd import CALIBRATION_FILE, CrowdFinder, Fusion, candidate_features, cluster  # noqa: E402
+from periface.detect.refine import CONTEXT, INPUT_PX, MODEL_FILE, box_deltas, normalise, refine_boxes  # noqa: E402
+from periface.evaluation.datasets import require_datasets  # noqa: E402
+from periface.evaluation.detection import DetectionTally, match  # noqa: E402
+from periface.evaluation.voc import read_scenes, split_of  # noqa: E402
+from periface.image import load_image  # noqa: E402
+from periface.mask.classify import context_crop  # noqa: E402
+from periface.models import record_sha256  # noqa: E402
+
+SEED = 0
+FOLDS = 4
+EPOCHS, STEPS_PER_EPOCH, BATCH = 18, 150, 64
+# Ways to run the refiner, simplest first; the fit keeps the best on the out-of-fold train candidates.
+VARIANTS = [(False, 1), (True, 1), (False, 2), (True, 2)]  # (mirror, iterations)
+POSITIVE_IOU, NEGATIVE_IOU, REGRESS_IOU = 0.4, 0.25, 0.3
+TARGET_PRECISION = 0.95
+
+
+def build_net():
+    import torch.nn as nn
+
+    def block(cin, cout):
+        return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+    return nn.Sequential(
+        *block(3, 16), nn.MaxPool2d(2),  # 24
+        *block(16, 32), nn.MaxPool2d(2),  # 12
+        *block(32, 64), nn.MaxPool2d(2),  # 6
+        *block(64, 96), nn.MaxPool2d(2),  # 3: keep the layout, the box deltas need to know where the face sits
+        nn.Flatten(), nn.Dropout(0.2), nn.Linear(96 * 9, 128), nn.ReLU(inplace=True), nn.Linear(128, 5),
+    )
+
+
+def scene_candidates(scenes, finder: CrowdFinder) -> list:
+    """Per scene: (rgb, clustered candidates)."""
+    out = []
+    t0 = time.time()
+    for s in scenes:
+        rgb = load_image(s.image)
+        out.append((rgb, cluster(finder.run_passes(rgb), rgb.shape[:2], finder.cluster_iou)))
+    print(f"candidates of {len(scenes)} scenes: {sum(len(c) for _, c in out)}, {time.time() - t0:.0f} s", flush=True)
+    return out
+
+
+def sample_pool(scenes, cands, images: list[int]) -> list[tuple[int, np.ndarray, float]]:
+    """(image, box, jitter) for every candidate and every annotated face of ``images``; annotated boxes are
+    jittered more, so that the box deltas learn corrections larger than the detectors' usual error."""
+    pool = []
+    for i in images:
+        pool += [(i, box, 0.04) for box in cands[i][1].boxes]
+        pool += [(i, np.asarray(g, np.float32), 0.12) for g in scenes[i].boxes if min(g[2] - g[0], g[3] - g[1]) >= 6]
+    return pool
+
+
+def draw_batch(pool, scenes, cands, rng: np.random.Generator, size: int):
+    """Crops of jittered boxes with their face label (1/0/-1 = ignore) and box-delta targets (NaN = none)."""
+    x = np.empty((size, INPUT_PX, INPUT_PX, 3), np.uint8)
+    label = np.full(size, -1.0, np.float32)
+    target = np.full((size, 4), np.nan, np.float32)
+    for k, j in enumerate(rng.integers(0, len(pool), size)):
+        i, box, spread = pool[j]
+        side = max(box[2] - box[0], box[3] - box[1])
+        box = (box + rng.normal(0, spread, 4) * side).astype(np.float32)
+        if min(box[2] - box[0], box[3] - box[1]) < 3:
+            box = pool[j][1]
+        rgb = cands[i][0]
+        crop = context_crop(rgb, box, CONTEXT * rng.uniform(0.95, 1.05), INPUT_PX)
+        if rng.random() < 0.5:  # mirror: the x deltas swap and change sign
+            crop = crop[:, ::-1]
+            mirrored = True
+        else:
+            mirrored = False
+        f = crop.astype(np.float32) * rng.uniform(0.75, 1.25) + rng.uniform(-20, 20)
+        x[k] = np.clip(f, 0, 255).astype(np.uint8)
+        gt = scenes[i].boxes
+        if len(gt):
+            iou = iou_matrix(box[None], np.asarray(gt, np.float32))[0]
+            g = int(np.argmax(iou))
+            label[k] = 1.0 if iou[g] >= POSITIVE_IOU else (0.0 if iou[g] < NEGATIVE_IOU else -1.0)
+            if iou[g] >= REGRESS_IOU:
+                d = box_deltas(box[None], np.asarray(gt[g], np.float32)[None])[0]
+                target[k] = np.array([-d[2], d[1], -d[0], d[3]]) if mirrored else d
+        else:
+            label[k] = 0.0
+    return x, label, target
+
+
+def train_net(pool, scenes, cands, seed: int):
+    import torch
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(seed)
+    net = build_net()
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-3)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=EPOCHS * STEPS_PER_EPOCH)
+    bce = torch.nn.BCEWithLogitsLoss(reduction="none")
+    for epoch in range(EPOCHS):
+        net.train()
+        t0, total = time.time(), 0.0
+        for _ in range(STEPS_PER_EPOCH):
+            x, label, target = draw_batch(pool, scenes, cands, rng, BATCH)
+            out = net(torch.from_numpy(normalise(x)))
+            lab, tgt = torch.from_numpy(label), torch.from_numpy(target)
+            has_label, has_box = lab >= 0, ~torch.isnan(tgt[:, 0])
+            loss = (bce(out[:, 0], lab.clamp(min=0)) * has_label).sum() / has_label.sum().clamp(min=1)
+            if has_box.any():
+                loss = loss + 5.0 * torch.nn.functional.smooth_l1_loss(out[has_box, 1:], tgt[has_box], beta=0.05)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach())
+        print(f"  seed {seed} epoch {epoch + 1}/{EPOCHS}: loss {total / STEPS_PER_EPOCH:.3f}, {time.time() - t0:.0f} s",
+              flush=True)
+    return net.eval()
+
+
+def torch_outputs(net):
+    """``outputs`` for ``refine_boxes``: crops -> (K, 5), from a torch module."""
+    import torch
+
+    def outputs(crops: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return net(torch.from_numpy(normalise(crops))).numpy()
+
+    return outputs
+
+
+_SHARED: dict = {}  # what forked fold workers read: scenes, candidates, train images
+
+
+def train_fold(fold: int) -> dict:
+    scenes, cands, train = _SHARED["scenes"], _SHARED["cands"], _SHARED["train"]
+    fit_images = [i for i in train if fold_of(scenes[i].image.name) != fold]
+    print(f"fold {fold}: fit on {len(fit_images)} images", flush=True)
+    return train_net(sample_pool(scenes, cands, fit_images), scenes, cands, SEED + 1 + fold).state_dict()
+
+
+def fold_of(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(("fold:" + name).encode()).digest()[:4], "little") % FOLDS
+
+
+def kept(c, prob, boxes, thr):
+    """What ``CrowdFinder.fuse`` keeps: probability >= thr, at least 8 px, refined boxes deduplicated by NMS."""
+    side = np.min(boxes[:, 2:] - boxes[:, :2], axis=1) if len(boxes) else np.zeros((0,))
+    keep = np.flatnonzero((prob >= thr) & (side >= 8))
+    if len(keep):
+        keep = keep[nms(boxes[keep], prob[keep], 0.5)]
+    return keep
+
+
+def tally(scenes, rows, thr) -> dict:
+    t = DetectionTally()
+    for i, c, prob, boxes in rows:
+        keep = kept(c, prob, boxes, thr)
+        t.add(scenes[i].boxes, scenes[i].states, boxes[keep], prob[keep])
+    return t.summary()
+
+
+def main() -> int:
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workers", type=int, default=1, help="folds trained side by side (one core each)")
+    args = ap.parse_args()
+    scenes = read_scenes(require_datasets() / "mask-scenes")
+    finder = CrowdFinder.default(refiner=None)
+    cands = scene_candidates(scenes, finder)
+    train = [i for i, s in enumerate(scenes) if split_of(s.image.name) == "train"]
+
+    # One refiner per fold of the train images, each to be run on the fold it did not see.
+    _SHARED.update(scenes=scenes, cands=cands, train=train)
+    if args.workers > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(args.workers) as pool:
+            states = pool.map(train_fold, range(FOLDS))
+    else:
+        states = [train_fold(fold) for fold in range(FOLDS)]
+    fold_nets = []
+    for state in states:
+        net = build_net()
+        net.load_state_dict(state)
+        fold_nets.append(torch_outputs(net.eval()))
+
+    # Per variant: out-of-fold logits and boxes, the fusion fitted on them (labels judged on the refined boxes,
+    # as CrowdFinder.fuse produces them), its threshold, and the train numbers it reaches.
+    results = []
+    for mirror, iterations in VARIANTS:
+        oof = {i: refine_boxes(fold_nets[fold_of(scenes[i].image.name)], cands[i][0], cands[i][1].boxes, mirror,
+                               iterations) for i in train if len(cands[i][1])}
+        x = np.concatenate([candidate_features(cands[i][1], oof[i][0]) for i in oof])
+        y = np.concatenate([match(scenes[i].boxes, oof[i][1], cands[i][1].best.max(1))[1] for i in oof])
+        model = LogisticRegression(C=1.0, max_iter=5000).fit(x, y)
+        fusion = Fusion(model.coef_[0].astype(np.float32), float(model.intercept_[0]), 0.5)
+        rows = [(i, cands[i][1], fusion.probability(cands[i][1], oof[i][0]), oof[i][1]) for i in oof]
+        threshold = 0.99
+        for thr in np.arange(0.98, 0.05, -0.01):
+            if (tally(scenes, rows, thr)[">=32"]["precision"] or 1.0) >= TARGET_PRECISION:
+                threshold = float(thr)
+            else:
+                break
+        s = tally(scenes, rows, threshold)
+        key = (round(s["masked>=32"]["recall"], 3), round(s[">=32"]["recall"], 3), round(s["all"]["recall"], 3))
+        print(f"train (out of fold), mirror={mirror} iterations={iterations}: threshold {threshold:.2f}, "
+              f"masked >=32 {key[0]:.3f}, recall >=32 {key[1]:.3f}, all {key[2]:.3f}, "
+              f"precision >=32 {s['>=32']['precision']:.3f}", flush=True)
+        results.append((key, mirror, iterations, fusion, threshold, s))
+    best = results[0]
+    for r in results[1:]:
+        if r[0] > best[0]:  # strictly better, else the simpler variant stays
+            best = r
+    _, mirror, iterations, fusion, threshold, s = best
+
+    # Final refiner on every train image.
+    net = train_net(sample_pool(scenes, cands, train), scenes, cands, SEED)
+    torch.onnx.export(net, torch.zeros(1, 3, INPUT_PX, INPUT_PX), str(MODEL_FILE), input_names=["image"],
+                      output_names=["outputs"], dynamic_axes={"image": {0: "n"}, "outputs": {0: "n"}}, dynamo=False)
+    digest = record_sha256(MODEL_FILE)
+    cfg = json.loads(CALIBRATION_FILE.read_text())
+    cfg.update({
+        "fitted_on": "mask-scenes train split (split_of): benchmarks/detect_scenes.py --fit, then scripts/train_face_refiner.py",
+        "refiner": {"file": MODEL_FILE.name, "sha256": digest, "input_px": INPUT_PX, "context": CONTEXT,
+                    "mirror": mirror, "iterations": iterations,
+                    "fusion_fitted_on": "out-of-fold refiner outputs, 4 folds of the train images",
+                    "variants_on_train_out_of_fold": {f"mirror={m} iterations={it}": {"masked>=32": k[0], ">=32": k[1],
+                                                      "all": k[2], "threshold": round(t, 3)}
+                                                      for k, m, it, _, t, _ in results}},
+        "coef": [round(float(v), 6) for v in fusion.coef], "intercept": round(fusion.intercept, 6),
+        "threshold": round(threshold, 3),
+        "train_recall": {">=32": s[">=32"]["recall"], "all": s["all"]["recall"], "masked>=32": s["masked>=32"]["recall"]},
+    })
+    CALIBRATION_FILE.write_text(json.dumps(cfg, indent=1) + "\n")
+    print(f"wrote {MODEL_FILE} ({MODEL_FILE.stat().st_size / 1e3:.0f} kB) and {CALIBRATION_FILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

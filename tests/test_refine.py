@@ -1,0 +1,57 @@
+"""The crowd candidate refiner: box-delta maths, the shipped model's integrity, and what it does on a real face."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from periface.detect.base import iou_matrix
+from periface.detect.crowd import CrowdFinder
+from periface.detect.refine import MODEL_FILE, CandidateRefiner, apply_deltas, box_deltas
+from periface.errors import ModelError
+from periface.image import load_image
+
+
+def test_box_deltas_and_apply_deltas_are_inverse():
+    rng = np.random.default_rng(0)
+    boxes = np.array([[10, 20, 50, 70], [100, 100, 130, 124]], np.float32)
+    targets = boxes + rng.normal(0, 5, boxes.shape).astype(np.float32)
+    np.testing.assert_allclose(apply_deltas(boxes, box_deltas(boxes, targets)), targets, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def refiner():
+    return CandidateRefiner.load()
+
+
+def test_a_tampered_refiner_is_refused(tmp_path):
+    copy = tmp_path / MODEL_FILE.name
+    shutil.copy(MODEL_FILE, copy)
+    shutil.copy(MODEL_FILE.with_name("SHA256SUMS"), tmp_path / "SHA256SUMS")
+    CandidateRefiner.load(copy)  # the intact copy loads
+    data = bytearray(copy.read_bytes())
+    data[-10] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    with pytest.raises(ModelError):
+        CandidateRefiner.load(copy)
+
+
+def test_refiner_prefers_faces_to_background_and_moves_a_shifted_box_back(refiner, fixtures):
+    rgb = load_image(fixtures / "two_people.jpg")
+    faces = CrowdFinder.default().find(rgb)
+    assert len(faces) == 2
+    side = (faces.boxes[:, 2:] - faces.boxes[:, :2]).max(axis=1, keepdims=True)
+    shifted = faces.boxes + side * np.array([0.15, -0.12, 0.15, -0.12], np.float32)
+    background = np.array([[5, rgb.shape[0] - 65, 65, rgb.shape[0] - 5]], np.float32)  # a bottom corner, no face
+    logits, refined = refiner.refine(rgb, np.concatenate([faces.boxes, shifted, background]))
+    assert logits[:2].min() > 0 > logits[4]
+    before = np.diag(iou_matrix(shifted, faces.boxes))
+    after = np.diag(iou_matrix(refined[2:4], faces.boxes))
+    assert np.all(after > before + 0.05), (before, after)
+
+
+def test_refiner_outputs_nothing_for_no_boxes(refiner):
+    logits, boxes = refiner.refine(np.zeros((50, 50, 3), np.uint8), np.zeros((0, 4), np.float32))
+    assert logits.shape == (0,) and boxes.shape == (0, 4)
