@@ -305,6 +305,7 @@ def cmd_eval_render(args: argparse.Namespace) -> None:
         if j % 200 == 0:
             print(f"{args.set} {args.shard}: {j}/{len(items)} {time.time() - t0:.0f}s", flush=True)
     feats = trunk_features(_trunk_session(), crops)
+    CACHE.mkdir(parents=True, exist_ok=True)
     out = CACHE / f"eval_{args.set}_{args.shard}of{args.of}.npz"
     np.savez(out, keys=np.array([i[0] for i in items]), masked=np.array([i[2] for i in items]), found=found,
              crops=crops, feats=feats)
