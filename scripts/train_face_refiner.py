@@ -33,12 +33,11 @@ import numpy as np  # noqa: E402
 
 from periface.detect.base import iou_matrix, nms  # noqa: E402
 from periface.detect.crowd import CALIBRATION_FILE, CrowdFinder, Fusion, candidate_features, cluster  # noqa: E402
-from periface.detect.refine import CONTEXT, INPUT_PX, MODEL_FILE, box_deltas, normalise, refine_boxes  # noqa: E402
+from periface.detect.refine import CONTEXT, INPUT_PX, MODEL_FILE, box_deltas, refine_boxes  # noqa: E402
 from periface.evaluation.datasets import require_datasets  # noqa: E402
 from periface.evaluation.detection import DetectionTally, match  # noqa: E402
 from periface.evaluation.voc import read_scenes, split_of  # noqa: E402
-from periface.image import load_image  # noqa: E402
-from periface.mask.classify import context_crop  # noqa: E402
+from periface.image import cnn_input, context_crop, load_image  # noqa: E402
 from periface.models import record_sha256  # noqa: E402
 
 SEED = 0
@@ -134,7 +133,7 @@ def train_net(pool, scenes, cands, seed: int):
         t0, total = time.time(), 0.0
         for _ in range(STEPS_PER_EPOCH):
             x, label, target = draw_batch(pool, scenes, cands, rng, BATCH)
-            out = net(torch.from_numpy(normalise(x)))
+            out = net(torch.from_numpy(cnn_input(x)))
             lab, tgt = torch.from_numpy(label), torch.from_numpy(target)
             has_label, has_box = lab >= 0, ~torch.isnan(tgt[:, 0])
             loss = (bce(out[:, 0], lab.clamp(min=0)) * has_label).sum() / has_label.sum().clamp(min=1)
@@ -156,7 +155,7 @@ def torch_outputs(net):
 
     def outputs(crops: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return net(torch.from_numpy(normalise(crops))).numpy()
+            return net(torch.from_numpy(cnn_input(crops))).numpy()
 
     return outputs
 

@@ -47,7 +47,8 @@ from periface.evaluation.voc import read_scenes, split_of  # noqa: E402
 from periface.faces import MASK_STATES  # noqa: E402
 from periface.image import load_image  # noqa: E402
 from periface.models import record_sha256  # noqa: E402
-from periface.mask.classify import INPUT_PX, MODEL_FILE, OnnxMaskClassifier, context_crop, states_from_probabilities  # noqa: E402
+from periface.image import cnn_input, context_crop  # noqa: E402
+from periface.mask.classify import INPUT_PX, MODEL_FILE, OnnxMaskClassifier, states_from_probabilities  # noqa: E402
 
 DATA_CACHE = Path(".cache/mask_cnn_data.npz")
 STORE_CONTEXT, STORE_PX = 1.6, 96
@@ -287,9 +288,7 @@ def validate(data: dict[str, np.ndarray], epochs: int, members: int) -> dict:
 
 
 def to_input(batch: np.ndarray) -> np.ndarray:
-    from periface.mask.classify import normalise
-
-    return normalise(batch)
+    return cnn_input(batch)
 
 
 def evaluate(data: dict[str, np.ndarray]) -> dict:

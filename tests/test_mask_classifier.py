@@ -9,9 +9,9 @@ import pytest
 
 from periface.errors import ModelError
 from periface.faces import MASK_STATES
-from periface.image import load_image
+from periface.image import context_crop, load_image
 from periface.mask.classify import (
-    INPUT_PX, MODEL_FILE, OnnxMaskClassifier, context_crop, default_mask_classifier, nose_mouth_visibility,
+    CONTEXT, INPUT_PX, MODEL_FILE, OnnxMaskClassifier, default_mask_classifier, nose_mouth_visibility,
 )
 
 
@@ -85,7 +85,7 @@ def test_altered_weights_are_refused(tmp_path):
 def test_context_crop_is_centred_on_the_box():
     img = np.zeros((200, 200, 3), np.uint8)
     img[90:110, 90:110] = 255  # a white square in the middle of the box below
-    crop = context_crop(img, np.array([60, 60, 140, 140]))
+    crop = context_crop(img, np.array([60, 60, 140, 140]), CONTEXT, INPUT_PX)
     assert crop.shape == (INPUT_PX, INPUT_PX, 3)
     centre = crop[INPUT_PX // 2 - 3:INPUT_PX // 2 + 3, INPUT_PX // 2 - 3:INPUT_PX // 2 + 3]
     assert centre.min() > 200 and crop[:5, :5].max() == 0

@@ -139,3 +139,24 @@ def _from_array(arr: np.ndarray, label: str, settings: Settings) -> np.ndarray:
     elif arr.shape[2] == 4:
         arr = arr[:, :, :3]
     return np.ascontiguousarray(arr)
+
+
+def context_crop(rgb: np.ndarray, box: np.ndarray, context: float, size: int) -> np.ndarray:
+    """A ``size`` x ``size`` crop centred on ``box`` (xyxy), its side ``context`` times the box's longest side.
+
+    Pixels outside the image are mirrored, so faces at the border keep a plausible surround.
+    """
+    import cv2
+
+    x0, y0, x1, y1 = [float(v) for v in box]
+    side = max(x1 - x0, y1 - y0, 1.0) * context
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    s = size / side
+    m = np.array([[s, 0, size / 2 - cx * s], [0, s, size / 2 - cy * s]], np.float32)
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+    return cv2.warpAffine(rgb, m, (size, size), flags=interp, borderMode=cv2.BORDER_REFLECT)
+
+
+def cnn_input(batch: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) uint8 RGB -> (N, 3, H, W) float32 in [-1, 1], the input of periface's small CNNs."""
+    return (np.ascontiguousarray(batch.transpose(0, 3, 1, 2)).astype(np.float32) - 127.5) / 127.5

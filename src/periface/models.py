@@ -119,6 +119,17 @@ def record_sha256(path: Path) -> str:
     return digest
 
 
+def onnx_session(model: Path | bytes, threads: int = 1):
+    """An onnxruntime CPU session for a model file or serialised model; ``threads`` 0 = onnxruntime's default."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts, providers=["CPUExecutionProvider"])
+
+
 def packaged_file(relpath: str) -> Path:
     """A file periface trains and ships under ``data/``, verified against its recorded SHA-256."""
     path = PACKAGE_DATA / relpath

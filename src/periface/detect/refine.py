@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models import PACKAGE_DATA, recorded_sha256, verified
+from ..image import cnn_input, context_crop
+from ..models import PACKAGE_DATA, onnx_session, recorded_sha256, verified
 
 MODEL_FILE = PACKAGE_DATA / "face_refiner.onnx"
 INPUT_PX = 48
@@ -28,8 +29,6 @@ CONTEXT = 1.6  # crop side / longest box side: the face and some of what surroun
 
 def candidate_crops(rgb: np.ndarray, boxes: np.ndarray, context: float = CONTEXT, size: int = INPUT_PX) -> np.ndarray:
     """(K, size, size, 3) uint8 crops centred on each box, side ``context`` x the box's longest side."""
-    from ..mask.classify import context_crop
-
     if len(boxes) == 0:
         return np.zeros((0, size, size, 3), np.uint8)
     return np.stack([context_crop(rgb, b, context, size) for b in boxes])
@@ -71,22 +70,12 @@ def refine_boxes(outputs, rgb: np.ndarray, boxes: np.ndarray, mirror: bool = Fal
     return logit, boxes
 
 
-def normalise(batch: np.ndarray) -> np.ndarray:
-    """(N, H, W, 3) uint8 RGB -> (N, 3, H, W) float32 in [-1, 1]."""
-    return (np.ascontiguousarray(batch.transpose(0, 3, 1, 2)).astype(np.float32) - 127.5) / 127.5
-
-
 class CandidateRefiner:
     """The shipped CNN: ``refine(rgb, boxes)`` -> (face logit per box, refined boxes)."""
 
     def __init__(self, path: Path = MODEL_FILE, mirror: bool = False, iterations: int = 1) -> None:
         self.mirror, self.iterations = mirror, iterations
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self._session = onnx_session(path, threads=1)
         self._lock = threading.Lock()
 
     @classmethod
@@ -98,7 +87,7 @@ class CandidateRefiner:
         if len(crops) == 0:
             return np.zeros((0, 5), np.float32)
         with self._lock:
-            return np.concatenate([self._session.run(None, {"image": normalise(crops[i:i + 256])})[0]
+            return np.concatenate([self._session.run(None, {"image": cnn_input(crops[i:i + 256])})[0]
                                    for i in range(0, len(crops), 256)]).astype(np.float32)
 
     def refine(self, rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

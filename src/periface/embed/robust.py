@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..align import align_faces
-from ..models import PACKAGE_DATA, model_path, recorded_sha256, verified
+from ..models import PACKAGE_DATA, model_path, onnx_session, recorded_sha256, verified
 from .base import l2_normalise
 
 ROBUST_DIR = PACKAGE_DATA / "robust"
@@ -136,13 +136,8 @@ def joined_model(head_path: Path):
 
 
 def session(model, threads: int = 0):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads  # 0: onnxruntime's default (all cores)
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    """A CPU session for an in-memory ONNX model; ``threads`` 0: onnxruntime's default (all cores)."""
+    return onnx_session(model.SerializeToString(), threads)
 
 
 class RobustSFaceEmbedder:

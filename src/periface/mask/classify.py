@@ -24,7 +24,8 @@ import cv2
 import numpy as np
 
 from ..faces import MASK_STATES, Faces
-from ..models import PACKAGE_DATA, recorded_sha256, verified
+from ..image import cnn_input, context_crop
+from ..models import PACKAGE_DATA, onnx_session, recorded_sha256, verified
 
 MODEL_FILE = PACKAGE_DATA / "mask_state.onnx"
 INPUT_PX = 64
@@ -35,25 +36,6 @@ class MaskClassifier(Protocol):
     def classify(self, rgb: np.ndarray, faces: Faces) -> tuple[list[str], np.ndarray]:
         """Per face: a state in ``MASK_STATES`` and the probability that a mask is worn at all."""
         ...
-
-
-def context_crop(rgb: np.ndarray, box: np.ndarray, context: float = CONTEXT, size: int = INPUT_PX) -> np.ndarray:
-    """A ``size`` x ``size`` crop centred on ``box`` (xyxy), its side ``context`` times the box's longest side.
-
-    Pixels outside the image are mirrored, so faces at the border keep a plausible surround.
-    """
-    x0, y0, x1, y1 = [float(v) for v in box]
-    side = max(x1 - x0, y1 - y0, 1.0) * context
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    s = size / side
-    m = np.array([[s, 0, size / 2 - cx * s], [0, s, size / 2 - cy * s]], np.float32)
-    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
-    return cv2.warpAffine(rgb, m, (size, size), flags=interp, borderMode=cv2.BORDER_REFLECT)
-
-
-def normalise(batch: np.ndarray) -> np.ndarray:
-    """(N, H, W, 3) uint8 RGB -> (N, 3, H, W) float32 in [-1, 1], the network's input."""
-    return (np.ascontiguousarray(batch.transpose(0, 3, 1, 2)).astype(np.float32) - 127.5) / 127.5
 
 
 def states_from_probabilities(p: np.ndarray) -> list[str]:
@@ -71,12 +53,7 @@ class OnnxMaskClassifier:
     """The shipped CNN behind ``MaskClassifier``; one onnxruntime session, single-threaded, loaded once."""
 
     def __init__(self, path: Path = MODEL_FILE) -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self._session = onnx_session(path, threads=1)
         self._lock = threading.Lock()
 
     @classmethod
@@ -88,14 +65,14 @@ class OnnxMaskClassifier:
         if len(crops) == 0:
             return np.zeros((0, 3), np.float32)
         with self._lock:
-            logits = self._session.run(None, {"image": normalise(crops)})[0]
+            logits = self._session.run(None, {"image": cnn_input(crops)})[0]
         logits = logits - logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
 
     def probabilities(self, rgb: np.ndarray, faces: Faces) -> np.ndarray:
         """(N, 3) probabilities of none / correct / incorrect for each face of ``faces`` in ``rgb``."""
-        crops = np.stack([context_crop(rgb, b) for b in faces.boxes]) if len(faces) else np.zeros((0, INPUT_PX, INPUT_PX, 3), np.uint8)
+        crops = np.stack([context_crop(rgb, b, CONTEXT, INPUT_PX) for b in faces.boxes]) if len(faces) else np.zeros((0, INPUT_PX, INPUT_PX, 3), np.uint8)
         return self.probabilities_of_inputs(crops)
 
     def classify(self, rgb: np.ndarray, faces: Faces) -> tuple[list[str], np.ndarray]:
