@@ -55,3 +55,24 @@ def test_refiner_prefers_faces_to_background_and_moves_a_shifted_box_back(refine
 def test_refiner_outputs_nothing_for_no_boxes(refiner):
     logits, boxes = refiner.refine(np.zeros((50, 50, 3), np.uint8), np.zeros((0, 4), np.float32))
     assert logits.shape == (0,) and boxes.shape == (0, 4)
+
+
+def test_mirror_averaging_maps_the_mirrored_deltas_back():
+    """A look that shifts the box toward the brighter side is mirror-equivariant: averaging it with its mirror must
+    change nothing; a second look moves the box further."""
+    from periface.detect.refine import refine_boxes
+
+    def toward_brighter_side(crops):
+        half = crops.shape[2] // 2
+        shift = 0.2 * (crops[:, :, half:].mean(axis=(1, 2, 3)) - crops[:, :, :half].mean(axis=(1, 2, 3))) / 255
+        return np.stack([np.ones(len(crops)), shift, np.zeros(len(crops)), shift, np.zeros(len(crops))], 1).astype(np.float32)
+
+    rgb = np.zeros((200, 200, 3), np.uint8)
+    rgb[:, 120:] = 255
+    boxes = np.array([[60, 60, 120, 120]], np.float32)
+    logit, once = refine_boxes(toward_brighter_side, rgb, boxes)
+    _, mirrored = refine_boxes(toward_brighter_side, rgb, boxes, mirror=True)
+    _, twice = refine_boxes(toward_brighter_side, rgb, boxes, iterations=2)
+    assert logit[0] == 1.0 and once[0, 0] > boxes[0, 0]
+    np.testing.assert_allclose(mirrored, once, atol=1e-3)
+    assert twice[0, 0] > once[0, 0]
