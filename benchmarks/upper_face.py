@@ -7,10 +7,16 @@ eyes and forehead only; its score alone and fused with the full-face score. Read
 masked-probe numbers of docs/robust_backbone.md. Weights are swept on View-2 itself: a lead, not a method.
 
     python benchmarks/upper_face.py
+    python scripts/finetune_masked.py train --tag up5 --epochs 6 --lr 5e-5 --plain-weight 4 --upper-rows 5 \
+        && python scripts/finetune_masked.py export --tag up5 && python benchmarks/upper_face.py --heads up5:5
+
+``--heads TAG:ROWS`` also scores heads distilled on upper-row features (``finetune_masked.py train --upper-rows``),
+alone and fused with the shipped full-face head.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -20,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from _common import RESULTS, write_result  # noqa: E402
-from finetune_masked import DATA, HeadOnFeatures, _eval_set  # noqa: E402
+from finetune_masked import CACHE, DATA, HeadOnFeatures, _eval_set  # noqa: E402
 
 from periface.embed.robust import HEAD_FILE  # noqa: E402
 from periface.evaluation.datasets import require_datasets  # noqa: E402
@@ -29,6 +35,9 @@ from periface.evaluation.metrics import kfold_accuracy, tar_at_far  # noqa: E402
 
 
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--heads", nargs="*", default=[], help="TAG:ROWS of heads trained with --upper-rows ROWS")
+    args = ap.parse_args()
     v2 = _eval_set("view2")
     if v2 is None:
         sys.exit("run scripts/finetune_masked.py eval-render --set view2 first")
@@ -60,6 +69,14 @@ def main() -> int:
         feats[:, :, rows:, :] = 0
         upper = scores(head({**v2, "feats": feats}))
         row(f"upper {rows} of 7 rows", upper)
+        for w in (0.2, 0.35, 0.5):
+            row(f"  fused with full face, weight {w}", (1 - w) * full + w * upper)
+    for spec in args.heads:
+        tag, rows = spec.split(":")
+        feats = v2["feats"].copy()
+        feats[:, :, int(rows):, :] = 0
+        upper = scores(HeadOnFeatures(CACHE / f"head_{tag}.onnx")({**v2, "feats": feats}))
+        row(f"head {tag}, trained on upper {rows} rows", upper)
         for w in (0.2, 0.35, 0.5):
             row(f"  fused with full face, weight {w}", (1 - w) * full + w * upper)
     write_result("upper_face", doc)

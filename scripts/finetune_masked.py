@@ -343,22 +343,36 @@ def cmd_train(args: argparse.Namespace) -> None:
     n_faces = len(ids)
     x13 = torch.from_numpy(x13.reshape(n_faces * len(KINDS), 1024, 7, 7))
     z14_path = CACHE / "z14.npy"
+    if args.upper_rows:
+        z14_path = CACHE / f"z14_upper{args.upper_rows}.npy"
+
+    def conv14(x):
+        return torch.cat([net.units["conv_14"](net.units["conv_14_dw"](x[i : i + 256].float())).half()
+                          for i in range(0, len(x), 256)])
+
     with torch.no_grad():
+        # The teacher always sees the whole unmasked face; with --upper-rows the student sees only the top rows of
+        # the 7x7 trunk map (eyes and forehead), the rest zeroed, as a periocular head would at run time.
+        student_x13 = x13
+        if args.upper_rows:
+            student_x13 = x13.clone()
+            student_x13[:, :, args.upper_rows:, :] = 0
         if args.stages == "head":  # conv_14 frozen: its output is computed once and cached
             if z14_path.exists() and np.load(z14_path, mmap_mode="r").shape[0] == len(x13):
                 inputs = torch.from_numpy(np.load(z14_path))
             else:
                 t0 = time.time()
-                inputs = torch.cat([net.units["conv_14"](net.units["conv_14_dw"](x13[i : i + 256].float())).half()
-                                    for i in range(0, len(x13), 256)])
+                inputs = conv14(student_x13)
                 np.save(z14_path, inputs.numpy())
                 print(f"conv_14 outputs cached, {time.time() - t0:.0f}s", flush=True)
             model = net.head
+            teacher_inputs = conv14(x13[::4]) if args.upper_rows else inputs[::4]
         else:
-            inputs = x13
+            inputs = student_x13
             model = torch.nn.Sequential(net.units["conv_14_dw"], net.units["conv_14"], net.head)
-        teacher = torch.cat([F.normalize(model(inputs[i : i + 256 * 4 : 4].float()), dim=1)
-                             for i in range(0, len(inputs), 256 * 4)])
+            teacher_inputs = x13[::4]
+        teacher = torch.cat([F.normalize(model(teacher_inputs[i : i + 256].float()), dim=1)
+                             for i in range(0, len(teacher_inputs), 256)])
     face_of = np.repeat(np.arange(n_faces), len(KINDS))
     kind_of = np.tile(np.arange(len(KINDS)), n_faces)
     val_face = np.array([stable_seed(str(i)) % 20 == 0 for i in ids])  # ~5% of identities held out
@@ -697,6 +711,8 @@ def main() -> int:
     t.add_argument("--drift", type=float, default=0.0, help="L2 pull toward the original weights")
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--tag", default="v1")
+    t.add_argument("--upper-rows", type=int, default=0,
+                   help="experiment: the student sees only the top N of the 7 trunk rows (eyes, forehead)")
     x = sub.add_parser("export")
     x.add_argument("--tag", default="v1")
     x.add_argument("--ship", action="store_true", help="write src/periface/data/robust/ and its SHA256SUMS")
