@@ -26,7 +26,7 @@ from periface.detect.crowd import (  # noqa: E402
     CALIBRATION_FILE, CrowdFinder, Fusion, Pass, candidate_features, cluster, correct_boxes, make_detector, run_pass,
 )
 from periface.evaluation.datasets import require_datasets  # noqa: E402
-from periface.evaluation.detection import DetectionTally  # noqa: E402
+from periface.evaluation.detection import DetectionTally, lowest_threshold_keeping_precision  # noqa: E402
 from periface.evaluation.voc import read_scenes, split_of  # noqa: E402
 from periface.image import load_image  # noqa: E402
 
@@ -119,21 +119,15 @@ def fit(root: Path, pass_names: list[str] | None = None, fast: bool = False) -> 
         return fusion, cands
 
     def pick_threshold(fusion, ps, cands, idx):
-        finder = CrowdFinder(ps, fusion)
-        best = 0.99
-        for thr in np.arange(0.98, 0.05, -0.01):
+        def summary_at(thr):
             tally = DetectionTally()
             for c, i in zip(cands, idx):
                 p = fusion.probability(c)
                 keep = p >= thr
                 tally.add(scenes[i].boxes, scenes[i].states, c.boxes[keep], p[keep])
-            s = tally.summary()
-            if (s[">=32"]["precision"] or 1.0) >= TARGET_PRECISION:
-                best = float(thr)
-            else:
-                break
-        del finder
-        return best
+            return tally.summary()
+
+        return lowest_threshold_keeping_precision(summary_at, TARGET_PRECISION)
 
     def train_score(ps, fusion, cands):
         tally = DetectionTally()

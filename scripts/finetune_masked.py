@@ -342,9 +342,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     x13, ids, paths = _load_train()
     n_faces = len(ids)
     x13 = torch.from_numpy(x13.reshape(n_faces * len(KINDS), 1024, 7, 7))
-    z14_path = CACHE / "z14.npy"
-    if args.upper_rows:
-        z14_path = CACHE / f"z14_upper{args.upper_rows}.npy"
+    z14_path = CACHE / (f"z14_upper{args.upper_rows}.npy" if args.upper_rows else "z14.npy")
 
     def conv14(x):
         return torch.cat([net.units["conv_14"](net.units["conv_14_dw"](x[i : i + 256].float())).half()

@@ -31,11 +31,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from periface.detect.base import iou_matrix, nms  # noqa: E402
-from periface.detect.crowd import CALIBRATION_FILE, CrowdFinder, Fusion, candidate_features, cluster  # noqa: E402
+from periface.detect.base import iou_matrix  # noqa: E402
+from periface.detect.crowd import CALIBRATION_FILE, CrowdFinder, Fusion, candidate_features, cluster, select_faces  # noqa: E402
 from periface.detect.refine import CONTEXT, INPUT_PX, MODEL_FILE, box_deltas, refine_boxes  # noqa: E402
 from periface.evaluation.datasets import require_datasets  # noqa: E402
-from periface.evaluation.detection import DetectionTally, match  # noqa: E402
+from periface.evaluation.detection import DetectionTally, lowest_threshold_keeping_precision, match  # noqa: E402
 from periface.evaluation.voc import read_scenes, split_of  # noqa: E402
 from periface.image import cnn_input, context_crop, load_image  # noqa: E402
 from periface.models import record_sha256  # noqa: E402
@@ -174,19 +174,11 @@ def fold_of(name: str) -> int:
     return int.from_bytes(hashlib.sha256(("fold:" + name).encode()).digest()[:4], "little") % FOLDS
 
 
-def kept(c, prob, boxes, thr):
-    """What ``CrowdFinder.fuse`` keeps: probability >= thr, at least 8 px, refined boxes deduplicated by NMS."""
-    side = np.min(boxes[:, 2:] - boxes[:, :2], axis=1) if len(boxes) else np.zeros((0,))
-    keep = np.flatnonzero((prob >= thr) & (side >= 8))
-    if len(keep):
-        keep = keep[nms(boxes[keep], prob[keep], 0.5)]
-    return keep
-
-
-def tally(scenes, rows, thr) -> dict:
+def tally(scenes, rows, thr: float, min_face_px: int) -> dict:
+    """Train-split detection numbers of what ``CrowdFinder.fuse`` would keep at ``thr`` (refined boxes)."""
     t = DetectionTally()
-    for i, c, prob, boxes in rows:
-        keep = kept(c, prob, boxes, thr)
+    for i, prob, boxes in rows:
+        keep = select_faces(boxes, prob, thr, min_face_px, dedupe=True)
         t.add(scenes[i].boxes, scenes[i].states, boxes[keep], prob[keep])
     return t.summary()
 
@@ -228,14 +220,10 @@ def main() -> int:
         y = np.concatenate([match(scenes[i].boxes, oof[i][1], cands[i][1].best.max(1))[1] for i in oof])
         model = LogisticRegression(C=1.0, max_iter=5000).fit(x, y)
         fusion = Fusion(model.coef_[0].astype(np.float32), float(model.intercept_[0]), 0.5)
-        rows = [(i, cands[i][1], fusion.probability(cands[i][1], oof[i][0]), oof[i][1]) for i in oof]
-        threshold = 0.99
-        for thr in np.arange(0.98, 0.05, -0.01):
-            if (tally(scenes, rows, thr)[">=32"]["precision"] or 1.0) >= TARGET_PRECISION:
-                threshold = float(thr)
-            else:
-                break
-        s = tally(scenes, rows, threshold)
+        rows = [(i, fusion.probability(cands[i][1], oof[i][0]), oof[i][1]) for i in oof]
+        threshold = lowest_threshold_keeping_precision(lambda t: tally(scenes, rows, t, finder.min_face_px),
+                                                       TARGET_PRECISION)
+        s = tally(scenes, rows, threshold, finder.min_face_px)
         key = (round(s["masked>=32"]["recall"], 3), round(s[">=32"]["recall"], 3), round(s["all"]["recall"], 3))
         print(f"train (out of fold), mirror={mirror} iterations={iterations}: threshold {threshold:.2f}, "
               f"masked >=32 {key[0]:.3f}, recall >=32 {key[1]:.3f}, all {key[2]:.3f}, "
@@ -251,12 +239,11 @@ def main() -> int:
     net = train_net(sample_pool(scenes, cands, train), scenes, cands, SEED)
     torch.onnx.export(net, torch.zeros(1, 3, INPUT_PX, INPUT_PX), str(MODEL_FILE), input_names=["image"],
                       output_names=["outputs"], dynamic_axes={"image": {0: "n"}, "outputs": {0: "n"}}, dynamo=False)
-    digest = record_sha256(MODEL_FILE)
+    record_sha256(MODEL_FILE)
     cfg = json.loads(CALIBRATION_FILE.read_text())
     cfg.update({
         "fitted_on": "mask-scenes train split (split_of): benchmarks/detect_scenes.py --fit, then scripts/train_face_refiner.py",
-        "refiner": {"file": MODEL_FILE.name, "sha256": digest, "input_px": INPUT_PX, "context": CONTEXT,
-                    "mirror": mirror, "iterations": iterations,
+        "refiner": {"file": MODEL_FILE.name, "mirror": mirror, "iterations": iterations,
                     "fusion_fitted_on": "out-of-fold refiner outputs, 4 folds of the train images",
                     "variants_on_train_out_of_fold": {f"mirror={m} iterations={it}": {"masked>=32": k[0], ">=32": k[1],
                                                       "all": k[2], "threshold": round(t, 3)}

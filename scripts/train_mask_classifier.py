@@ -43,12 +43,11 @@ import numpy as np  # noqa: E402
 
 from periface.detect import FaceFinder  # noqa: E402
 from periface.evaluation.datasets import require_datasets  # noqa: E402
-from periface.evaluation.voc import read_scenes, split_of  # noqa: E402
+from periface.evaluation.voc import name_hash, read_scenes, split_of  # noqa: E402
 from periface.faces import MASK_STATES  # noqa: E402
-from periface.image import load_image  # noqa: E402
-from periface.models import record_sha256  # noqa: E402
-from periface.image import cnn_input, context_crop  # noqa: E402
+from periface.image import cnn_input, context_crop, load_image  # noqa: E402
 from periface.mask.classify import INPUT_PX, MODEL_FILE, OnnxMaskClassifier, states_from_probabilities  # noqa: E402
+from periface.models import record_sha256  # noqa: E402
 
 DATA_CACHE = Path(".cache/mask_cnn_data.npz")
 STORE_CONTEXT, STORE_PX = 1.6, 96
@@ -209,7 +208,7 @@ def train_member(data: dict[str, np.ndarray], rows: np.ndarray, epochs: int, see
         t0, total = time.time(), 0.0
         for _ in range(steps_per_epoch):
             idx = rows[rng.choice(len(rows), bs, p=weight)]
-            xb = torch.from_numpy(to_input(augment(data["x"][idx], rng)))
+            xb = torch.from_numpy(cnn_input(augment(data["x"][idx], rng)))
             loss = loss_fn(net(xb), torch.from_numpy(y[idx]))
             opt.zero_grad()
             loss.backward()
@@ -252,15 +251,14 @@ def torch_probabilities(model, crops: np.ndarray) -> np.ndarray:
     import torch
 
     with torch.no_grad():
-        return np.concatenate([torch.exp(model(torch.from_numpy(to_input(crops[i:i + 256])))).numpy()
+        return np.concatenate([torch.exp(model(torch.from_numpy(cnn_input(crops[i:i + 256])))).numpy()
                                for i in range(0, len(crops), 256)])
 
 
 def validation_rows(data: dict[str, np.ndarray]) -> np.ndarray:
     """A fixed fifth-or-so of the train split (hash band [0.25, 0.45) of the file name; the test split is [0, 0.25))
     on which the ensemble size and mirroring are chosen, so that the test split judges a choice it did not make."""
-    base = np.array([n.split("#")[0].split("/")[-1] for n in data["name"]])
-    h = np.array([int.from_bytes(hashlib.sha256(n.encode()).digest()[:4], "little") / 2**32 for n in base])
+    h = np.array([name_hash(n.split("#")[0].split("/")[-1]) for n in data["name"]])
     return (data["split"] == "train") & (h < 0.45)
 
 
@@ -273,22 +271,18 @@ def validate(data: dict[str, np.ndarray], epochs: int, members: int) -> dict:
     crops = centre(data["x"][rows])
     y = np.array([MASK_STATES.index(s) for s in data["state"][rows]])
     src = data["source"][rows]
+    sc, real = src == "scenes", np.isin(src, ["crops/with_mask", "crops/without_mask"])
     report: dict = {"fit_n": len(fit_rows), "validation_n": len(rows), "epochs": epochs}
     for k in range(1, members + 1):
         for mirror in (False, True):
             prob = torch_probabilities(ensemble(nets[:k], mirror), crops)
             pred = np.array([MASK_STATES.index(s) for s in states_from_probabilities(prob)])
-            sc, real = src == "scenes", np.isin(src, ["crops/with_mask", "crops/without_mask"])
             key = f"members={k} mirror={mirror}"
             report[key] = {"scenes_three_way": float(np.mean(pred[sc] == y[sc])),
                            "real_crops_masked_vs_none": float(np.mean((pred[real] > 0) == (y[real] > 0))),
                            "all_three_way": float(np.mean(pred == y))}
             print(key, report[key], flush=True)
     return report
-
-
-def to_input(batch: np.ndarray) -> np.ndarray:
-    return cnn_input(batch)
 
 
 def evaluate(data: dict[str, np.ndarray]) -> dict:

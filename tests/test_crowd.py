@@ -113,3 +113,16 @@ def test_crowd_beats_dlib_hog_on_held_out_scenes(crowd, datasets):
     assert a["faces"] > 10
     assert a["recall"] >= 0.85 and a["recall"] > b["recall"]
     assert a["precision"] >= 0.8
+
+
+def test_lowest_threshold_keeping_precision_stops_at_the_first_miss():
+    from periface.evaluation.detection import lowest_threshold_keeping_precision
+
+    # precision falls as the threshold falls; 0.95 holds down to 0.50, and a later rise must not be picked up
+    def summary_at(thr):
+        precision = 0.99 if thr >= 0.495 else (0.90 if thr >= 0.295 else 0.97)
+        return {">=32": {"precision": precision}}
+
+    assert lowest_threshold_keeping_precision(summary_at, 0.95) == pytest.approx(0.50)
+    assert lowest_threshold_keeping_precision(lambda t: {">=32": {"precision": 0.5}}, 0.95) == 0.99
+    assert lowest_threshold_keeping_precision(lambda t: {">=32": {"precision": None}}, 0.95) == pytest.approx(0.06)

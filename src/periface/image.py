@@ -157,6 +157,13 @@ def context_crop(rgb: np.ndarray, box: np.ndarray, context: float, size: int) ->
     return cv2.warpAffine(rgb, m, (size, size), flags=interp, borderMode=cv2.BORDER_REFLECT)
 
 
+def context_crops(rgb: np.ndarray, boxes: np.ndarray, context: float, size: int) -> np.ndarray:
+    """(K, size, size, 3) ``context_crop`` of every box (an empty batch for no boxes)."""
+    if len(boxes) == 0:
+        return np.zeros((0, size, size, 3), np.uint8)
+    return np.stack([context_crop(rgb, b, context, size) for b in boxes])
+
+
 def cnn_input(batch: np.ndarray) -> np.ndarray:
     """(N, H, W, 3) uint8 RGB -> (N, 3, H, W) float32 in [-1, 1], the input of periface's small CNNs."""
     return (np.ascontiguousarray(batch.transpose(0, 3, 1, 2)).astype(np.float32) - 127.5) / 127.5

@@ -191,6 +191,18 @@ class Fusion:
         return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
 
 
+def select_faces(boxes: np.ndarray, probability: np.ndarray, threshold: float, min_face_px: int, dedupe: bool
+                 ) -> np.ndarray:
+    """Indices of the candidates kept as faces, most probable first: probability >= ``threshold`` and shorter side
+    >= ``min_face_px``; ``dedupe`` (boxes moved by the refiner) drops one of two boxes that now cover the same face."""
+    side = np.min(boxes[:, 2:] - boxes[:, :2], axis=1) if len(boxes) else np.zeros((0,))
+    keep = np.flatnonzero((probability >= threshold) & (side >= min_face_px))
+    keep = keep[np.argsort(-probability[keep])]
+    if dedupe and len(keep):
+        keep = keep[np.sort(nms(boxes[keep], probability[keep], 0.5))]
+    return keep
+
+
 @dataclass
 class CrowdFinder:
     """Detector fusion for crowds; ``find(rgb)`` gives every face with a calibrated score.
@@ -251,11 +263,7 @@ class CrowdFinder:
         else:
             p = self.fusion.probability(c)
         thr = threshold if threshold is not None else (self.threshold if self.threshold is not None else self.fusion.threshold)
-        side = np.min(c.boxes[:, 2:] - c.boxes[:, :2], axis=1) if len(c) else np.zeros((0,))
-        keep = np.flatnonzero((p >= thr) & (side >= self.min_face_px))
-        keep = keep[np.argsort(-p[keep])]
-        if self.refiner is not None and len(keep):  # two candidates the refiner moved onto the same face
-            keep = keep[np.sort(nms(c.boxes[keep], p[keep], 0.5))]
+        keep = select_faces(c.boxes, p, thr, self.min_face_px, dedupe=self.refiner is not None)
         return Faces(
             boxes=c.boxes[keep], scores=p[keep], landmarks=c.landmarks[keep], image_size=tuple(image_size),
             detector=["crowd"] * len(keep),

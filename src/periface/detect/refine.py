@@ -19,19 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..image import cnn_input, context_crop
+from ..image import cnn_input, context_crops
 from ..models import PACKAGE_DATA, onnx_session, recorded_sha256, verified
 
 MODEL_FILE = PACKAGE_DATA / "face_refiner.onnx"
 INPUT_PX = 48
 CONTEXT = 1.6  # crop side / longest box side: the face and some of what surrounds it
-
-
-def candidate_crops(rgb: np.ndarray, boxes: np.ndarray, context: float = CONTEXT, size: int = INPUT_PX) -> np.ndarray:
-    """(K, size, size, 3) uint8 crops centred on each box, side ``context`` x the box's longest side."""
-    if len(boxes) == 0:
-        return np.zeros((0, size, size, 3), np.uint8)
-    return np.stack([context_crop(rgb, b, context, size) for b in boxes])
 
 
 def apply_deltas(boxes: np.ndarray, deltas: np.ndarray) -> np.ndarray:
@@ -59,7 +52,7 @@ def refine_boxes(outputs, rgb: np.ndarray, boxes: np.ndarray, mirror: bool = Fal
         return np.zeros((0,), np.float32), np.zeros((0, 4), np.float32)
     logit = None
     for _ in range(iterations):
-        crops = candidate_crops(rgb, boxes)
+        crops = context_crops(rgb, boxes, CONTEXT, INPUT_PX)
         out = outputs(crops)
         if mirror:
             flipped = outputs(np.ascontiguousarray(crops[:, :, ::-1]))

@@ -13,7 +13,7 @@ the false boxes whose own size falls in the band (as COCO's area ranges do), so 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -144,3 +144,15 @@ class DetectionTally:
 
 def _ratio(a: float, b: float) -> float | None:
     return float(a) / float(b) if b else None
+
+
+def lowest_threshold_keeping_precision(summary_at: Callable[[float], dict], target: float, band: str = ">=32") -> float:
+    """The lowest score threshold, scanned down from 0.98 in steps of 0.01, at which the detections of ``band``
+    keep at least ``target`` precision (``summary_at(threshold)`` gives a ``DetectionTally.summary()``); 0.99 when
+    even 0.98 misses it. The scan stops at the first threshold that misses: lower ones only add boxes."""
+    best = 0.99
+    for thr in np.arange(0.98, 0.05, -0.01):
+        if (summary_at(float(thr))[band]["precision"] or 1.0) < target:
+            break
+        best = float(thr)
+    return best

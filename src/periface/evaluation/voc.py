@@ -35,7 +35,11 @@ def read_scenes(folder: Path) -> list[Scene]:
     return [read_voc(x, folder / "images") for x in sorted((folder / "annotations").glob("*.xml"))]
 
 
+def name_hash(name: str) -> float:
+    """A number in [0, 1) fixed by the file name: the same on every machine and every run."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little") / 2**32
+
+
 def split_of(name: str, test_share: float = 0.25) -> str:
-    """'train' or 'test', fixed by a hash of the file name: the same on every machine and every run."""
-    h = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little") / 2**32
-    return "test" if h < test_share else "train"
+    """'train' or 'test', fixed by a hash of the file name (``name_hash`` below ``test_share``: test)."""
+    return "test" if name_hash(name) < test_share else "train"

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from ..faces import MASK_STATES, Faces
-from ..image import cnn_input, context_crop
+from ..image import cnn_input, context_crops
 from ..models import PACKAGE_DATA, onnx_session, recorded_sha256, verified
 
 MODEL_FILE = PACKAGE_DATA / "mask_state.onnx"
@@ -72,8 +72,7 @@ class OnnxMaskClassifier:
 
     def probabilities(self, rgb: np.ndarray, faces: Faces) -> np.ndarray:
         """(N, 3) probabilities of none / correct / incorrect for each face of ``faces`` in ``rgb``."""
-        crops = np.stack([context_crop(rgb, b, CONTEXT, INPUT_PX) for b in faces.boxes]) if len(faces) else np.zeros((0, INPUT_PX, INPUT_PX, 3), np.uint8)
-        return self.probabilities_of_inputs(crops)
+        return self.probabilities_of_inputs(context_crops(rgb, faces.boxes, CONTEXT, INPUT_PX))
 
     def classify(self, rgb: np.ndarray, faces: Faces) -> tuple[list[str], np.ndarray]:
         p = self.probabilities(rgb, faces)
