@@ -25,6 +25,18 @@ The shipped file was built by (each stage under 10 minutes on one core; outputs 
     python scripts/finetune_masked.py evaluate --ship --baseline --flip     # -> data/robust/report.json
     python scripts/calibrate.py --embedder sface-robust                     # -> data/calibration/sface-robust.json
 
+Leads measured in the fourth session, not shipped (docs/robust_backbone.md): more masks per face and conv_14 trained,
+chosen on a development set that is not View-2 (View-1's 3,200 pairs, second image masked):
+
+    for r in 1 2; do for s in 0 1 2 3; do python scripts/finetune_masked.py render --round $r --shard $s --of 4
+                                          python scripts/finetune_masked.py features --round $r --shard $s --of 4; done; done
+    for s in 0 1; do python scripts/finetune_masked.py eval-render --set dev --shard $s --of 2; done
+    python scripts/finetune_masked.py train --tag v6 --epochs 6 --lr 5e-5 --plain-weight 4 --rounds 2 --threads 2
+    python scripts/finetune_masked.py train --tag v6c --stages conv14 --epochs 4 --lr 5e-5 --plain-weight 4 --rounds 2 --threads 2
+    python scripts/finetune_masked.py export --tag v6 && python scripts/finetune_masked.py export --tag v6c
+    python scripts/finetune_masked.py evaluate --tags v6 v6c --baseline    # View-2 and dev_view1 numbers per head
+    python scripts/finetune_masked.py norm --tag ship                        # score normalisation, shipped head
+
 The shipped embedder averages each face with its mirror image (``RobustSFaceEmbedder(flip=True)``); ``--flip``
 evaluates exactly that on the cached crops, the other rows are single-pass heads on cached trunk outputs.
 """
@@ -108,6 +120,12 @@ def _landmarks(finder, rgb: np.ndarray, crop: bool) -> np.ndarray | None:
     return None if i is None else faces.landmarks[i]
 
 
+def _shard_file(stem: str, args: argparse.Namespace, suffix: str) -> Path:
+    """Round 0 is the base cache (render_0of4.npz ...); round R > 0 adds more masked samples of the same faces."""
+    rounds = f"_r{args.round}" if args.round else ""
+    return CACHE / f"{stem}{rounds}_{args.shard}of{args.of}{suffix}"
+
+
 def cmd_render(args: argparse.Namespace) -> None:
     from periface.align import align_faces
     from periface.detect import FaceFinder
@@ -134,9 +152,9 @@ def cmd_render(args: argparse.Namespace) -> None:
         found[j] = True
         plain[j] = align_faces(rgb, lm[None], 112)[0]
         for k in range(RENDERS):
-            seed = stable_seed(rel, "train", str(k), str(SEED))
+            seed = stable_seed(rel, "train", str(k), str(SEED), *([f"round{args.round}"] if args.round else []))
             srng = np.random.default_rng(seed + 1)
-            coverage = COVERAGES[(j + k) % 3] if k == 0 else None  # every coverage, not only the likely one
+            coverage = COVERAGES[(j + k + args.round) % 3] if k == 0 else None  # every coverage, not only the likely one
             res = add_mask(rgb, seed=seed, style=random_style(srng, coverage=coverage))
             if res is None:
                 styles[-1].append("")
@@ -148,7 +166,7 @@ def cmd_render(args: argparse.Namespace) -> None:
         if j % 100 == 0:
             print(f"shard {args.shard}: {j}/{n} {time.time() - t0:.0f}s", flush=True)
     CACHE.mkdir(parents=True, exist_ok=True)
-    np.savez(CACHE / f"render_{args.shard}of{args.of}.npz", paths=np.array([r[2] for r in rows]), plain=plain,
+    np.savez(_shard_file("render", args, ".npz"), paths=np.array([r[2] for r in rows]), plain=plain,
              masked=masked, status=status, found=found,
              styles=np.array([json.dumps(s) for s in styles]))
     print(f"shard {args.shard}: {n} photos, {found.sum()} faces, masks {np.bincount(status.ravel(), minlength=3).tolist()}, "
@@ -236,8 +254,8 @@ def trunk_features(sess, crops: np.ndarray, batch: int = 16) -> np.ndarray:
 
 
 def cmd_features(args: argparse.Namespace) -> None:
-    z = np.load(CACHE / f"render_{args.shard}of{args.of}.npz")
-    rng = np.random.default_rng(SEED + 1000 + args.shard)
+    z = np.load(_shard_file("render", args, ".npz"))
+    rng = np.random.default_rng(SEED + 1000 * (args.round + 1) + args.shard)
     keep = np.flatnonzero(z["found"])
     plain, masked, status = z["plain"][keep], z["masked"][keep], z["status"][keep]
     crops = np.zeros((len(keep), len(KINDS), 112, 112, 3), np.uint8)
@@ -249,23 +267,30 @@ def cmd_features(args: argparse.Namespace) -> None:
             crops[j, 1 + k] = _photometric(_misalign(src, rng) if rng.random() < 0.5 else src, rng)
         occ = _occluder(plain[j], rng, donor)
         crops[j, 3] = _photometric(_misalign(occ, rng) if rng.random() < 0.5 else occ, rng)
+    if args.round:  # extra rounds add masked samples only: the plain crop is already in round 0
+        crops = crops[:, 1:]
     t0 = time.time()
     feats = trunk_features(_trunk_session(), crops.reshape(-1, 112, 112, 3))
-    np.save(CACHE / f"feat_{args.shard}of{args.of}.npy", feats)
-    np.savez(CACHE / f"feat_{args.shard}of{args.of}_meta.npz", paths=z["paths"][keep], status=status,
+    np.save(_shard_file("feat", args, ".npy"), feats)
+    np.savez(_shard_file("feat", args, "_meta.npz"), paths=z["paths"][keep], status=status,
              sample_crops=crops[:: max(1, len(keep) // 48)])
-    print(f"features shard {args.shard}: {len(keep)} faces x {len(KINDS)} samples, {time.time() - t0:.0f}s")
+    print(f"features shard {args.shard} round {args.round}: {len(keep)} faces x {crops.shape[1]} samples, {time.time() - t0:.0f}s")
 
 
 # ---------------------------------------------------------------------------------------------------- eval-render
 def eval_items(which: str) -> list[tuple[str, str, bool, bool]]:
     """(key, file, masked, crop) for a set: view2 (every pair image unmasked + every second image masked by the
     project's renderer, seed 0: exactly what ``evaluate_pairs(mask="probe")`` sees), view1 (pairsDevTrain images
-    not already in view2, unmasked), real (mask-crops/with_mask, MaskedFace-Net synthetic_correct, 600 of
-    without_mask)."""
+    not already in view2, unmasked), dev (View-1: pairsDevTrain + pairsDevTest, every image unmasked + every second
+    image masked as in view2; the set on which training variants are compared, so that View-2 stays a test),
+    real (mask-crops/with_mask, MaskedFace-Net synthetic_correct, 600 of without_mask)."""
     ds = require_datasets()
     items: list[tuple[str, str, bool, bool]] = []
-    if which in ("view2", "view1"):
+    if which == "dev":
+        dev = _dev_pairs()
+        items = [(p, f"lfw/images/{p}", False, False) for p in sorted({p.a for p in dev} | {p.b for p in dev})]
+        items += [(p, f"lfw/images/{p}", True, False) for p in sorted({p.b for p in dev})]
+    elif which in ("view2", "view1"):
         v2 = read_pairs(ds / "lfw" / "pairs.txt")
         images2 = sorted({p.a for p in v2} | {p.b for p in v2})
         if which == "view2":
@@ -279,6 +304,11 @@ def eval_items(which: str) -> list[tuple[str, str, bool, bool]]:
             files = sorted(f.name for f in (ds / "mask-crops" / sub).iterdir())[:limit]
             items += [(f"{sub}/{f}", f"mask-crops/{sub}/{f}", False, True) for f in files]
     return items
+
+
+def _dev_pairs() -> list:
+    lfw = require_datasets() / "lfw"
+    return read_pairs(lfw / "pairsDevTrain.txt") + read_pairs(lfw / "pairsDevTest.txt")
 
 
 def cmd_eval_render(args: argparse.Namespace) -> None:
@@ -313,20 +343,28 @@ def cmd_eval_render(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------- train
-def _load_train() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Trunk features (F, 4, 1024, 7, 7) float16, identity index per face, path per face."""
+def _load_train(rounds: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Trunk features (S, 1024, 7, 7) float16 for every sample, its face index and kind (index into KINDS), and
+    the identity index per face. Round 0 gives 4 samples per face (plain first), each extra round 3 masked ones."""
     ident = {r[2]: r[1] for r in read_list()}
-    feats, paths = [], []
+    feats, faces, kinds, paths = [], [], [], []
     shards = [s for s in range(4) if (CACHE / f"feat_{s}of4_meta.npz").exists()]
-    print(f"training on feature shards {shards}", flush=True)
+    print(f"training on feature shards {shards}, {rounds} extra rounds", flush=True)
     for shard in shards:
-        f = np.load(CACHE / f"feat_{shard}of4.npy", mmap_mode="r")
         meta = np.load(CACHE / f"feat_{shard}of4_meta.npz")
-        feats.append(np.asarray(f).reshape(len(meta["paths"]), len(KINDS), 1024, 7, 7))
+        n, first = len(meta["paths"]), len(paths)
         paths += [str(p) for p in meta["paths"]]
+        for r in range(rounds + 1):
+            stem = f"feat_r{r}_{shard}of4" if r else f"feat_{shard}of4"
+            if r and [str(p) for p in np.load(CACHE / f"{stem}_meta.npz")["paths"]] != paths[first:]:
+                raise RuntimeError(f"{stem}: faces differ from round 0")
+            per_face = len(KINDS) - (1 if r else 0)
+            feats.append(np.load(CACHE / f"{stem}.npy"))
+            faces.append(np.repeat(np.arange(first, first + n), per_face))
+            kinds.append(np.tile(np.arange(len(KINDS) - per_face, len(KINDS)), n))
     names = sorted({ident[p] for p in paths})
     ids = np.array([names.index(ident[p]) for p in paths])
-    return np.concatenate(feats), ids, np.array(paths)
+    return np.concatenate(feats), np.concatenate(faces), np.concatenate(kinds), ids
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -339,10 +377,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(SEED)
     net = load_sface_torch().eval()
-    x13, ids, paths = _load_train()
-    n_faces = len(ids)
-    x13 = torch.from_numpy(x13.reshape(n_faces * len(KINDS), 1024, 7, 7))
-    z14_path = CACHE / (f"z14_upper{args.upper_rows}.npy" if args.upper_rows else "z14.npy")
+    x13, face_of, kind_of, ids = _load_train(args.rounds)
+    x13 = torch.from_numpy(x13)
+    plain_rows = torch.from_numpy(np.flatnonzero(kind_of == 0))  # one per face, in face order
+    assert np.array_equal(face_of[plain_rows.numpy()], np.arange(len(ids)))
+    z14_path = CACHE / ((f"z14_upper{args.upper_rows}" if args.upper_rows else "z14")
+                        + (f"_r{args.rounds}" if args.rounds else "") + ".npy")
 
     def conv14(x):
         return torch.cat([net.units["conv_14"](net.units["conv_14_dw"](x[i : i + 256].float())).half()
@@ -364,15 +404,13 @@ def cmd_train(args: argparse.Namespace) -> None:
                 np.save(z14_path, inputs.numpy())
                 print(f"conv_14 outputs cached, {time.time() - t0:.0f}s", flush=True)
             model = net.head
-            teacher_inputs = conv14(x13[::4]) if args.upper_rows else inputs[::4]
+            teacher_inputs = conv14(x13[plain_rows]) if args.upper_rows else inputs[plain_rows]
         else:
             inputs = student_x13
             model = torch.nn.Sequential(net.units["conv_14_dw"], net.units["conv_14"], net.head)
-            teacher_inputs = x13[::4]
+            teacher_inputs = x13[plain_rows]
         teacher = torch.cat([F.normalize(model(teacher_inputs[i : i + 256].float()), dim=1)
                              for i in range(0, len(teacher_inputs), 256)])
-    face_of = np.repeat(np.arange(n_faces), len(KINDS))
-    kind_of = np.tile(np.arange(len(KINDS)), n_faces)
     val_face = np.array([stable_seed(str(i)) % 20 == 0 for i in ids])  # ~5% of identities held out
     train_idx = np.flatnonzero(~val_face[face_of])
     val_idx = np.flatnonzero(val_face[face_of])
@@ -575,6 +613,23 @@ def _impostors(x: np.ndarray, people: np.ndarray) -> np.ndarray:
     return sims[iu][people[iu[0]] != people[iu[1]]]
 
 
+def _dev_metrics(emb: HeadOnFeatures, dev: dict) -> dict:
+    """Masked-probe verification on View-1's 3,200 pairs (people never trained on): for choosing among variants."""
+    from periface.evaluation.metrics import eer, kfold_accuracy, tar_at_far
+
+    pairs = _dev_pairs()
+    same = np.array([p.same for p in pairs])
+    x = emb(dev)
+    plain = {k: x[i] for i, k in enumerate(dev["keys"]) if not dev["masked"][i]}
+    masked = {k: x[i] for i, k in enumerate(dev["keys"]) if dev["masked"][i]}
+    out = {}
+    for variant, second in (("unmasked", plain), ("masked_probe", masked)):
+        s = np.nan_to_num(np.array([float(plain[p.a] @ second[p.b]) for p in pairs]), nan=-1.0)
+        acc, _ = kfold_accuracy(s, same, np.arange(len(pairs)) % 10)
+        out[variant] = {"accuracy": acc, "tar_at_far_1e-2": tar_at_far(s, same, 1e-2)[0], "eer": eer(s, same)}
+    return out
+
+
 def _metrics(name: str, emb: HeadOnFeatures, v2: dict, v1: dict, real: dict) -> dict:
     from periface.evaluation.metrics import cmc, eer, kfold_accuracy, tar_at_far
     from periface.match import Calibration
@@ -654,7 +709,7 @@ def _metrics(name: str, emb: HeadOnFeatures, v2: dict, v1: dict, real: dict) -> 
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    v2, v1, real = _eval_set("view2"), _eval_set("view1"), _eval_set("real")
+    v2, v1, real, dev = _eval_set("view2"), _eval_set("view1"), _eval_set("real"), _eval_set("dev")
     out: dict = {}
     heads = [("sface", None)] * args.baseline + [(f"sface-robust-{t}", CACHE / f"head_{t}.onnx") for t in args.tags]
     if args.ship:
@@ -667,6 +722,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         t0 = time.time()
         emb = ShippedOnCrops(flip=True) if name == "sface-robust-flip" else HeadOnFeatures(head)
         out[name], _ = _metrics(name, emb, v2, v1, real)
+        if dev is not None:
+            out[name]["dev_view1"] = _dev_metrics(emb, dev)
         print(name, json.dumps(out[name], indent=1), f"{time.time() - t0:.0f}s", flush=True)
     if args.ship:
         # the shipped graph run end to end (trunk + head, batched) must give what the cached path gave
@@ -684,6 +741,79 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         (DATA / "report.json").write_text(json.dumps(out, indent=1) + "\n")
 
 
+# ---------------------------------------------------------------------------------------------------------- norm
+def cmd_norm(args: argparse.Namespace) -> None:
+    """Score normalisation as a lead, on cached crops: AS-norm of dev masked-probe scores, and gallery-side
+    normalisation of View-2 masked identification (the only side that can change a search's ranking)."""
+    from periface.evaluation.metrics import cmc, eer, kfold_accuracy, tar_at_far
+
+    from periface.embed.robust import HEAD_FILE
+
+    head = {"sface": None, "ship": DATA / HEAD_FILE}.get(args.tag, CACHE / f"head_{args.tag}.onnx")
+    emb = HeadOnFeatures(head)
+    cohort = []  # unmasked training faces: LFW people in no pair list and real without_mask crops (not casia: 14 people)
+    for shard in range(4):
+        meta = np.load(CACHE / f"feat_{shard}of4_meta.npz")
+        rows = np.flatnonzero([not str(p).startswith("casia") for p in meta["paths"]]) * len(KINDS)
+        feats = np.asarray(np.load(CACHE / f"feat_{shard}of4.npy", mmap_mode="r")[rows])
+        cohort.append(emb({"feats": feats, "found": np.ones(len(rows), bool)}))
+    cohort = np.concatenate(cohort)
+
+    def top_stats(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        top = np.sort(np.nan_to_num(x) @ cohort.T, 1)[:, -k:]
+        return top.mean(1), top.std(1)
+
+    out: dict = {"cohort_faces": len(cohort), "dev_masked_probe": {}, "view2_masked_identification": {}}
+    dev = _eval_set("dev")
+    x = emb(dev)
+    plain = {k: x[i] for i, k in enumerate(dev["keys"]) if not dev["masked"][i]}
+    masked = {k: x[i] for i, k in enumerate(dev["keys"]) if dev["masked"][i]}
+    pairs = _dev_pairs()
+    same = np.array([p.same for p in pairs])
+    a = np.stack([plain[p.a] for p in pairs])
+    b = np.nan_to_num(np.stack([masked[p.b] for p in pairs]))
+    raw = (a * b).sum(1)
+
+    def summary(scores: np.ndarray) -> dict:
+        scores = np.nan_to_num(scores, nan=-9.0)
+        return {"accuracy": kfold_accuracy(scores, same, np.arange(len(pairs)) % 10)[0],
+                "tar_at_far_1e-2": tar_at_far(scores, same, 1e-2)[0], "tar_at_far_1e-3": tar_at_far(scores, same, 1e-3)[0],
+                "eer": eer(scores, same)}
+
+    out["dev_masked_probe"]["raw"] = summary(raw)
+    for k in (50, 100, 300):
+        (ma, sa), (mb, sb) = top_stats(a, k), top_stats(b, k)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["dev_masked_probe"][f"as-norm top-{k}"] = summary(0.5 * ((raw - ma) / sa + (raw - mb) / sb))
+    v2 = _eval_set("view2")
+    x2 = emb(v2)
+    plain = {k: x2[i] for i, k in enumerate(v2["keys"]) if not v2["masked"][i]}
+    masked = {k: x2[i] for i, k in enumerate(v2["keys"]) if v2["masked"][i]}
+    v2_pairs = read_pairs(require_datasets() / "lfw" / "pairs.txt")
+    gallery: dict[str, str] = {}  # as in _metrics
+    for p in v2_pairs:
+        if p.same:
+            gallery.setdefault(p.a.split("/")[0], p.a)
+    for k in sorted(plain):
+        gallery.setdefault(k.split("/")[0], k)
+    g_people = np.array(sorted(gallery))
+    g = np.stack([plain[gallery[n]] for n in g_people])
+    probes = sorted({p.b for p in v2_pairs if p.same and p.b != gallery[p.b.split("/")[0]]})
+    scores = np.nan_to_num(np.stack([masked[p] for p in probes])) @ g.T
+    p_people = np.array([p.split("/")[0] for p in probes])
+    rows = {"raw": scores}
+    for k in (50, 100, 300):
+        mg, sg = top_stats(g, k)
+        rows[f"gallery z-norm top-{k}"] = (scores - mg[None]) / sg[None]
+        rows[f"gallery mean-only top-{k}"] = scores - mg[None]
+    for name, s in rows.items():
+        curve = cmc(s, g_people, p_people, 10)
+        out["view2_masked_identification"][name] = {"rank1": float(curve[0]), "rank5": float(curve[4]),
+                                                    "rank10": float(curve[9])}
+    print(json.dumps(out, indent=1))
+    (CACHE / f"norm_{args.tag}.json").write_text(json.dumps(out, indent=1))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -691,11 +821,13 @@ def main() -> int:
     r = sub.add_parser("render")
     r.add_argument("--shard", type=int, default=0)
     r.add_argument("--of", type=int, default=1)
+    r.add_argument("--round", type=int, default=0, help="0: the base cache; R > 0: another draw of masks (new seeds)")
     f = sub.add_parser("features")
     f.add_argument("--shard", type=int, default=0)
     f.add_argument("--of", type=int, default=4)
+    f.add_argument("--round", type=int, default=0, help="extra rounds: more masked samples of the same faces")
     e = sub.add_parser("eval-render")
-    e.add_argument("--set", choices=["view2", "view1", "real"], required=True)
+    e.add_argument("--set", choices=["view2", "view1", "dev", "real"], required=True)
     e.add_argument("--shard", type=int, default=0)
     e.add_argument("--of", type=int, default=1)
     t = sub.add_parser("train")
@@ -708,6 +840,7 @@ def main() -> int:
     t.add_argument("--plain-weight", type=float, default=1.0, help="weight of unmasked samples in the distillation")
     t.add_argument("--drift", type=float, default=0.0, help="L2 pull toward the original weights")
     t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--rounds", type=int, default=0, help="also train on the extra render rounds 1..N")
     t.add_argument("--tag", default="v1")
     t.add_argument("--upper-rows", type=int, default=0,
                    help="experiment: the student sees only the top N of the 7 trunk rows (eyes, forehead)")
@@ -719,8 +852,10 @@ def main() -> int:
     v.add_argument("--ship", action="store_true", help="also the shipped file; writes its calibration")
     v.add_argument("--baseline", action="store_true", help="also the original SFace")
     v.add_argument("--flip", action="store_true", help="also the shipped embedder with mirror averaging (slower: runs on crops)")
+    n = sub.add_parser("norm")
+    n.add_argument("--tag", default="ship", help="ship (the shipped head), sface, or a head in .cache/robust (head_TAG.onnx)")
     args = ap.parse_args()
-    {"evaluate": cmd_evaluate, "train": cmd_train, "export": cmd_export, "eval-render": cmd_eval_render, "list": cmd_list, "render": cmd_render, "features": cmd_features}[args.cmd](args)
+    {"evaluate": cmd_evaluate, "train": cmd_train, "export": cmd_export, "eval-render": cmd_eval_render, "list": cmd_list, "render": cmd_render, "features": cmd_features, "norm": cmd_norm}[args.cmd](args)
     return 0
 
 
