@@ -97,7 +97,7 @@ def draw_batch(pool, scenes, cands, rng: np.random.Generator, size: int):
         if min(box[2] - box[0], box[3] - box[1]) < 3:
             box = pool[j][1]
         rgb = cands[i][0]
-        crop = context_crop(rgb, box, CONTEXT * rng.uniform(0.95, 1.05), INPUT_PX)
+        crop = context_crop(rgb, box, _SHARED["context"] * rng.uniform(0.95, 1.05), INPUT_PX)
         if rng.random() < 0.5:  # mirror: the x deltas swap and change sign
             crop = crop[:, ::-1]
             mirrored = True
@@ -189,6 +189,8 @@ def main() -> int:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workers", type=int, default=1, help="folds trained side by side (one core each)")
+    ap.add_argument("--context", type=float, default=CONTEXT, help="crop side / box side the refiner looks at")
+    ap.add_argument("--compare-only", action="store_true", help="print the out-of-fold numbers, write nothing")
     args = ap.parse_args()
     scenes = read_scenes(require_datasets() / "mask-scenes")
     finder = CrowdFinder.default(refiner=None)
@@ -196,7 +198,7 @@ def main() -> int:
     train = [i for i, s in enumerate(scenes) if split_of(s.image.name) == "train"]
 
     # One refiner per fold of the train images, each to be run on the fold it did not see.
-    _SHARED.update(scenes=scenes, cands=cands, train=train)
+    _SHARED.update(scenes=scenes, cands=cands, train=train, context=args.context)
     if args.workers > 1:
         import multiprocessing
 
@@ -215,7 +217,7 @@ def main() -> int:
     results = []
     for mirror, iterations in VARIANTS:
         oof = {i: refine_boxes(fold_nets[fold_of(scenes[i].image.name)], cands[i][0], cands[i][1].boxes, mirror,
-                               iterations) for i in train if len(cands[i][1])}
+                               iterations, args.context) for i in train if len(cands[i][1])}
         x = np.concatenate([candidate_features(cands[i][1], oof[i][0]) for i in oof])
         y = np.concatenate([match(scenes[i].boxes, oof[i][1], cands[i][1].best.max(1))[1] for i in oof])
         model = LogisticRegression(C=1.0, max_iter=5000).fit(x, y)
@@ -234,6 +236,8 @@ def main() -> int:
         if r[0] > best[0]:  # strictly better, else the simpler variant stays
             best = r
     _, mirror, iterations, fusion, threshold, s = best
+    if args.compare_only:
+        return 0
 
     # Final refiner on every train image.
     net = train_net(sample_pool(scenes, cands, train), scenes, cands, SEED)
@@ -243,7 +247,7 @@ def main() -> int:
     cfg = json.loads(CALIBRATION_FILE.read_text())
     cfg.update({
         "fitted_on": "mask-scenes train split (split_of): benchmarks/detect_scenes.py --fit, then scripts/train_face_refiner.py",
-        "refiner": {"file": MODEL_FILE.name, "mirror": mirror, "iterations": iterations,
+        "refiner": {"file": MODEL_FILE.name, "mirror": mirror, "iterations": iterations, "context": args.context,
                     "fusion_fitted_on": "out-of-fold refiner outputs, 4 folds of the train images",
                     "variants_on_train_out_of_fold": {f"mirror={m} iterations={it}": {"masked>=32": k[0], ">=32": k[1],
                                                       "all": k[2], "threshold": round(t, 3)}

@@ -76,3 +76,6 @@ def test_mirror_averaging_maps_the_mirrored_deltas_back():
     assert logit[0] == 1.0 and once[0, 0] > boxes[0, 0]
     np.testing.assert_allclose(mirrored, once, atol=1e-3)
     assert twice[0, 0] > once[0, 0]
+    # the look sees as much surroundings as it is told: with no context, the bright side is out of view
+    _, blind = refine_boxes(toward_brighter_side, rgb, boxes, context=1.0)
+    np.testing.assert_allclose(blind, boxes, atol=1e-3)

@@ -31,7 +31,7 @@ from ..faces import Faces, concat
 from ..models import PACKAGE_DATA
 from .base import Detector, iou_matrix, nms
 from .blazeface import BlazeFaceDetector
-from .refine import CandidateRefiner
+from .refine import CONTEXT, CandidateRefiner
 from .yunet import YuNetDetector
 
 CALIBRATION_FILE = PACKAGE_DATA / "crowd_calibration.json"
@@ -228,7 +228,8 @@ class CrowdFinder:
         kwargs = {"cluster_iou": cfg.get("cluster_iou", 0.45), "min_face_px": cfg.get("min_face_px", 8)}
         if cfg.get("refiner") and "refiner" not in overrides:
             kwargs["refiner"] = CandidateRefiner.load(mirror=cfg["refiner"].get("mirror", False),
-                                                      iterations=cfg["refiner"].get("iterations", 1))
+                                                      iterations=cfg["refiner"].get("iterations", 1),
+                                                      context=cfg["refiner"].get("context", CONTEXT))
         kwargs.update(overrides)
         return cls(passes, fusion, **kwargs)
 

@@ -39,20 +39,20 @@ def box_deltas(boxes: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return ((targets - boxes) / side).astype(np.float32)
 
 
-def refine_boxes(outputs, rgb: np.ndarray, boxes: np.ndarray, mirror: bool = False, iterations: int = 1
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def refine_boxes(outputs, rgb: np.ndarray, boxes: np.ndarray, mirror: bool = False, iterations: int = 1,
+                 context: float = CONTEXT) -> tuple[np.ndarray, np.ndarray]:
     """(face logit, refined box) per box, given ``outputs``: (K, 48, 48, 3) crops -> (K, 5) network outputs.
 
     ``mirror`` averages each crop's outputs with those of its mirror image (whose x deltas swap and change sign);
     ``iterations`` > 1 looks again at the moved box and moves it further. The logit is the first look's: the
-    fusion model was fitted on it.
+    fusion model was fitted on it. ``context`` must be the one the network was trained with.
     """
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     if len(boxes) == 0:
         return np.zeros((0,), np.float32), np.zeros((0, 4), np.float32)
     logit = None
     for _ in range(iterations):
-        crops = context_crops(rgb, boxes, CONTEXT, INPUT_PX)
+        crops = context_crops(rgb, boxes, context, INPUT_PX)
         out = outputs(crops)
         if mirror:
             flipped = outputs(np.ascontiguousarray(crops[:, :, ::-1]))
@@ -66,14 +66,16 @@ def refine_boxes(outputs, rgb: np.ndarray, boxes: np.ndarray, mirror: bool = Fal
 class CandidateRefiner:
     """The shipped CNN: ``refine(rgb, boxes)`` -> (face logit per box, refined boxes)."""
 
-    def __init__(self, path: Path = MODEL_FILE, mirror: bool = False, iterations: int = 1) -> None:
-        self.mirror, self.iterations = mirror, iterations
+    def __init__(self, path: Path = MODEL_FILE, mirror: bool = False, iterations: int = 1,
+                 context: float = CONTEXT) -> None:
+        self.mirror, self.iterations, self.context = mirror, iterations, context
         self._session = onnx_session(path, threads=1)
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: Path = MODEL_FILE, mirror: bool = False, iterations: int = 1) -> "CandidateRefiner":
-        return cls(verified(path, recorded_sha256(path), "face refiner"), mirror, iterations)
+    def load(cls, path: Path = MODEL_FILE, mirror: bool = False, iterations: int = 1,
+             context: float = CONTEXT) -> "CandidateRefiner":
+        return cls(verified(path, recorded_sha256(path), "face refiner"), mirror, iterations, context)
 
     def outputs(self, crops: np.ndarray) -> np.ndarray:
         """(K, 48, 48, 3) uint8 crops -> (K, 5): face logit, then box deltas (x0, y0, x1, y1)."""
@@ -84,4 +86,4 @@ class CandidateRefiner:
                                    for i in range(0, len(crops), 256)]).astype(np.float32)
 
     def refine(self, rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return refine_boxes(self.outputs, rgb, boxes, self.mirror, self.iterations)
+        return refine_boxes(self.outputs, rgb, boxes, self.mirror, self.iterations, self.context)
