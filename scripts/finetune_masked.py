@@ -238,15 +238,19 @@ def _occluder(img: np.ndarray, rng: np.random.Generator, donor: np.ndarray) -> n
     return np.clip(img * (1 - alpha) + tex * alpha, 0, 255).astype(np.uint8)
 
 
-def _trunk_session():
+# Where the cached trunk stops, per training cut: (unit, feature-file stem, shape of its output)
+CUTS = {"conv_13": ("feat", (1024, 7, 7)), "conv_12": ("feat12", (512, 14, 14))}
+
+
+def _trunk_session(cut: str = CUT):
     from periface.embed.robust import session, sface_trunk
 
-    return session(sface_trunk("conv_13_relu"), threads=1)
+    return session(sface_trunk(f"{cut}_relu"), threads=1)
 
 
-def trunk_features(sess, crops: np.ndarray, batch: int = 16) -> np.ndarray:
-    """(N, 112, 112, 3) uint8 RGB -> (N, 1024, 7, 7) float16, the frozen int8 trunk's output."""
-    out = np.zeros((len(crops), 1024, 7, 7), np.float16)
+def trunk_features(sess, crops: np.ndarray, batch: int = 16, cut: str = CUT) -> np.ndarray:
+    """(N, 112, 112, 3) uint8 RGB -> (N, C, H, W) float16, the frozen int8 trunk's output after unit ``cut``."""
+    out = np.zeros((len(crops), *CUTS[cut][1]), np.float16)
     for i in range(0, len(crops), batch):
         x = crops[i : i + batch].astype(np.float32).transpose(0, 3, 1, 2)
         out[i : i + batch] = sess.run(None, {"data": np.ascontiguousarray(x)})[0]
@@ -270,9 +274,10 @@ def cmd_features(args: argparse.Namespace) -> None:
     if args.round:  # extra rounds add masked samples only: the plain crop is already in round 0
         crops = crops[:, 1:]
     t0 = time.time()
-    feats = trunk_features(_trunk_session(), crops.reshape(-1, 112, 112, 3))
-    np.save(_shard_file("feat", args, ".npy"), feats)
-    np.savez(_shard_file("feat", args, "_meta.npz"), paths=z["paths"][keep], status=status,
+    stem = CUTS[args.cut][0]
+    feats = trunk_features(_trunk_session(args.cut), crops.reshape(-1, 112, 112, 3), cut=args.cut)
+    np.save(_shard_file(stem, args, ".npy"), feats)
+    np.savez(_shard_file(stem, args, "_meta.npz"), paths=z["paths"][keep], status=status,
              sample_crops=crops[:: max(1, len(keep) // 48)])
     print(f"features shard {args.shard} round {args.round}: {len(keep)} faces x {crops.shape[1]} samples, {time.time() - t0:.0f}s")
 
@@ -343,8 +348,9 @@ def cmd_eval_render(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------- train
-def _load_train(rounds: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Trunk features (S, 1024, 7, 7) float16 for every sample, its face index and kind (index into KINDS), and
+TRAINED_UNITS = {"head": [], "conv14": ["conv_14_dw", "conv_14"], "conv13": ["conv_13_dw", "conv_13", "conv_14_dw", "conv_14"]}
+def _load_train(rounds: int = 0, cut: str = CUT) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Trunk features (S, C, H, W) float16 after unit ``cut`` for every sample, its face index and kind (index into KINDS), and
     the identity index per face. Round 0 gives 4 samples per face (plain first), each extra round 3 masked ones."""
     ident = {r[2]: r[1] for r in read_list()}
     feats, faces, kinds, paths = [], [], [], []
@@ -355,11 +361,11 @@ def _load_train(rounds: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
         n, first = len(meta["paths"]), len(paths)
         paths += [str(p) for p in meta["paths"]]
         for r in range(rounds + 1):
-            stem = f"feat_r{r}_{shard}of4" if r else f"feat_{shard}of4"
+            stem = f"{CUTS[cut][0]}_r{r}_{shard}of4" if r else f"{CUTS[cut][0]}_{shard}of4"
             if r and [str(p) for p in np.load(CACHE / f"{stem}_meta.npz")["paths"]] != paths[first:]:
                 raise RuntimeError(f"{stem}: faces differ from round 0")
             per_face = len(KINDS) - (1 if r else 0)
-            feats.append(np.load(CACHE / f"{stem}.npy"))
+            feats.append(np.load(CACHE / f"{stem}.npy", mmap_mode="r"))  # copied once, by the concatenation
             faces.append(np.repeat(np.arange(first, first + n), per_face))
             kinds.append(np.tile(np.arange(len(KINDS) - per_face, len(KINDS)), n))
     names = sorted({ident[p] for p in paths})
@@ -377,7 +383,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(SEED)
     net = load_sface_torch().eval()
-    x13, face_of, kind_of, ids = _load_train(args.rounds)
+    x13, face_of, kind_of, ids = _load_train(args.rounds, "conv_12" if args.stages == "conv13" else CUT)
     x13 = torch.from_numpy(x13)
     plain_rows = torch.from_numpy(np.flatnonzero(kind_of == 0))  # one per face, in face order
     assert np.array_equal(face_of[plain_rows.numpy()], np.arange(len(ids)))
@@ -407,7 +413,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             teacher_inputs = conv14(x13[plain_rows]) if args.upper_rows else inputs[plain_rows]
         else:
             inputs = student_x13
-            model = torch.nn.Sequential(net.units["conv_14_dw"], net.units["conv_14"], net.head)
+            model = torch.nn.Sequential(*[net.units[u] for u in TRAINED_UNITS[args.stages]], net.head)
             teacher_inputs = x13[plain_rows]
         teacher = torch.cat([F.normalize(model(teacher_inputs[i : i + 256].float()), dim=1)
                              for i in range(0, len(teacher_inputs), 256)])
@@ -497,13 +503,14 @@ def export_head(ckpt: Path, out: Path):
 
     saved = torch.load(ckpt, weights_only=False)
     net = load_sface_torch().eval()
-    if saved["stages"] == "head":
+    units = TRAINED_UNITS[saved["stages"]]
+    if not units:
         net.head.load_state_dict(saved["state"])
-        cut, units = "conv_14_relu", []
+        cut, shape = "conv_14_relu", [1024, 7, 7]
     else:
-        seq = torch.nn.Sequential(net.units["conv_14_dw"], net.units["conv_14"], net.head)
-        seq.load_state_dict(saved["state"])
-        cut, units = "conv_13_relu", ["conv_14_dw", "conv_14"]
+        torch.nn.Sequential(*[net.units[u] for u in units], net.head).load_state_dict(saved["state"])
+        cut = {"conv_14_dw": "conv_13_relu", "conv_13_dw": "conv_12_relu"}[units[0]]
+        shape = list(CUTS[cut.removesuffix("_relu")][1])
     nodes: list = []
     inits: list = []
     x = "head_in"
@@ -526,7 +533,7 @@ def export_head(ckpt: Path, out: Path):
     nodes.append(helper.make_node("Gemm", ["r_flat", w, "r_fc_b"], ["r_fc"], name="r_pre_fc1", transB=1))
     _bn("r_fc1", head.fc1, "r_fc", OUTPUT, nodes, inits)
     graph = helper.make_graph(nodes, "sface_masked_head",
-                              [helper.make_tensor_value_info("head_in", TensorProto.FLOAT, ["N", 1024, 7, 7])],
+                              [helper.make_tensor_value_info("head_in", TensorProto.FLOAT, ["N", *shape])],
                               [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["N", 128])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], producer_name="periface")
     helper.set_model_props(model, {"trunk_output": cut, "train_list_sha256": saved["train_list_sha256"],
@@ -557,13 +564,21 @@ def _eval_set(which: str) -> dict[str, np.ndarray] | None:
     return {k: np.concatenate([p[k] for p in parts]) for k in ("keys", "masked", "found", "feats", "crops")}
 
 
-class ShippedOnCrops:
-    """The shipped embedder end to end on the cached aligned crops (mirror averaging included when ``flip``)."""
+def _head_cut(head: Path) -> str:
+    import onnx
 
-    def __init__(self, flip: bool) -> None:
+    return {p.key: p.value for p in onnx.load(str(head)).metadata_props}["trunk_output"]
+
+
+class ShippedOnCrops:
+    """The shipped embedder (or ``head`` joined to the trunk) end to end on the cached aligned crops, mirror
+    averaging included when ``flip``."""
+
+    def __init__(self, flip: bool, head: Path | None = None) -> None:
         from periface.embed.robust import RobustSFaceEmbedder
 
-        self.embedder = RobustSFaceEmbedder(threads=1, flip=flip)
+        digest = hashlib.sha256(head.read_bytes()).hexdigest() if head else None
+        self.embedder = RobustSFaceEmbedder(head_path=head, sha256=digest, threads=1, flip=flip)
 
     def __call__(self, data: dict) -> np.ndarray:
         out = np.full((len(data["crops"]), 128), np.nan, np.float32)
@@ -720,7 +735,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         heads.append(("sface-robust-flip", None))  # the shipped head with mirror averaging, run on the crops
     for name, head in heads:
         t0 = time.time()
-        emb = ShippedOnCrops(flip=True) if name == "sface-robust-flip" else HeadOnFeatures(head)
+        if name == "sface-robust-flip":
+            emb = ShippedOnCrops(flip=True)
+        elif head is not None and _head_cut(head) == "conv_12_relu":
+            emb = ShippedOnCrops(flip=False, head=head)
+        else:
+            emb = HeadOnFeatures(head)
         out[name], _ = _metrics(name, emb, v2, v1, real)
         if dev is not None:
             out[name]["dev_view1"] = _dev_metrics(emb, dev)
@@ -826,12 +846,14 @@ def main() -> int:
     f.add_argument("--shard", type=int, default=0)
     f.add_argument("--of", type=int, default=4)
     f.add_argument("--round", type=int, default=0, help="extra rounds: more masked samples of the same faces")
+    f.add_argument("--cut", choices=list(CUTS), default=CUT, help="the trunk unit whose output is cached")
     e = sub.add_parser("eval-render")
     e.add_argument("--set", choices=["view2", "view1", "dev", "real"], required=True)
     e.add_argument("--shard", type=int, default=0)
     e.add_argument("--of", type=int, default=1)
     t = sub.add_parser("train")
-    t.add_argument("--stages", choices=["head", "conv14"], default="head", help="head: bn1+pre_fc1+fc1; conv14: + conv_14")
+    t.add_argument("--stages", choices=list(TRAINED_UNITS), default="head",
+                   help="head: bn1+pre_fc1+fc1; conv14: + conv_14; conv13: + conv_13 and conv_14 (needs features --cut conv_12)")
     t.add_argument("--epochs", type=int, default=6)
     t.add_argument("--batch", type=int, default=256)
     t.add_argument("--lr", type=float, default=3e-5)
