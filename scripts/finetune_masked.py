@@ -628,15 +628,36 @@ def _impostors(x: np.ndarray, people: np.ndarray) -> np.ndarray:
     return sims[iu][people[iu[0]] != people[iu[1]]]
 
 
+def _by_key(data: dict, x: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Embeddings of an eval set by image key: (unmasked, masked)."""
+    plain = {k: x[i] for i, k in enumerate(data["keys"]) if not data["masked"][i]}
+    masked = {k: x[i] for i, k in enumerate(data["keys"]) if data["masked"][i]}
+    return plain, masked
+
+
+def _identification(pairs: list, plain: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """One unmasked gallery photo per View-2 person (the first image of their first matched pair, else their first
+    image) and the probes (second images of matched pairs that are not the gallery photo): (gallery people, gallery
+    embeddings, probe keys, probe people)."""
+    gallery: dict[str, str] = {}
+    for p in pairs:
+        if p.same:
+            gallery.setdefault(p.a.split("/")[0], p.a)
+    for k in sorted(plain):
+        gallery.setdefault(k.split("/")[0], k)
+    g_people = np.array(sorted(gallery))
+    g = np.stack([plain[gallery[n]] for n in g_people])
+    probes = sorted({p.b for p in pairs if p.same and p.b != gallery[p.b.split("/")[0]]})
+    return g_people, g, probes, np.array([p.split("/")[0] for p in probes])
+
+
 def _dev_metrics(emb: HeadOnFeatures, dev: dict) -> dict:
     """Masked-probe verification on View-1's 3,200 pairs (people never trained on): for choosing among variants."""
     from periface.evaluation.metrics import eer, kfold_accuracy, tar_at_far
 
     pairs = _dev_pairs()
     same = np.array([p.same for p in pairs])
-    x = emb(dev)
-    plain = {k: x[i] for i, k in enumerate(dev["keys"]) if not dev["masked"][i]}
-    masked = {k: x[i] for i, k in enumerate(dev["keys"]) if dev["masked"][i]}
+    plain, masked = _by_key(dev, emb(dev))
     out = {}
     for variant, second in (("unmasked", plain), ("masked_probe", masked)):
         s = np.nan_to_num(np.array([float(plain[p.a] @ second[p.b]) for p in pairs]), nan=-1.0)
@@ -653,9 +674,7 @@ def _metrics(name: str, emb: HeadOnFeatures, v2: dict, v1: dict, real: dict) -> 
     pairs = read_pairs(ds / "lfw" / "pairs.txt")
     same = np.array([p.same for p in pairs])
     folds = np.array([p.fold for p in pairs])
-    x2 = emb(v2)
-    plain = {k: x2[i] for i, k in enumerate(v2["keys"]) if not v2["masked"][i]}
-    masked = {k: x2[i] for i, k in enumerate(v2["keys"]) if v2["masked"][i]}
+    plain, masked = _by_key(v2, emb(v2))
     report: dict = {}
     for variant, second in (("unmasked", plain), ("masked_probe", masked)):
         s = np.array([float(plain[p.a] @ second[p.b]) for p in pairs])
@@ -663,18 +682,8 @@ def _metrics(name: str, emb: HeadOnFeatures, v2: dict, v1: dict, real: dict) -> 
         report[variant] = {"accuracy": acc, "accuracy_std": std, "tar_at_far_1e-3": tar_at_far(s, same, 1e-3)[0],
                            "tar_at_far_1e-2": tar_at_far(s, same, 1e-2)[0], "eer": eer(s, same),
                            "pairs_with_missing_face": int(np.sum(~np.isfinite(s)))}
-    # identification: one unmasked gallery photo per View-2 person (the first image of their first matched pair,
-    # else their first image); probes = the second images of matched pairs, masked (and, for reference, unmasked)
-    gallery: dict[str, str] = {}
-    for p in pairs:
-        if p.same:
-            gallery.setdefault(p.a.split("/")[0], p.a)
-    for k in sorted(plain):
-        gallery.setdefault(k.split("/")[0], k)
-    g_people = np.array(sorted(gallery))
-    g = np.stack([plain[gallery[n]] for n in g_people])
-    probes = sorted({p.b for p in pairs if p.same and p.b != gallery[p.b.split("/")[0]]})
-    p_people = np.array([p.split("/")[0] for p in probes])
+    # identification: masked probes (and, for reference, unmasked) against one unmasked photo per person
+    g_people, g, probes, p_people = _identification(pairs, plain)
     for variant, src in (("unmasked", plain), ("masked_probe", masked)):
         q = np.stack([src[p] for p in probes])
         curve = cmc(np.nan_to_num(q, nan=np.nan) @ np.nan_to_num(g, nan=0.0).T, g_people, p_people, 10)
@@ -785,9 +794,7 @@ def cmd_norm(args: argparse.Namespace) -> None:
 
     out: dict = {"cohort_faces": len(cohort), "dev_masked_probe": {}, "view2_masked_identification": {}}
     dev = _eval_set("dev")
-    x = emb(dev)
-    plain = {k: x[i] for i, k in enumerate(dev["keys"]) if not dev["masked"][i]}
-    masked = {k: x[i] for i, k in enumerate(dev["keys"]) if dev["masked"][i]}
+    plain, masked = _by_key(dev, emb(dev))
     pairs = _dev_pairs()
     same = np.array([p.same for p in pairs])
     a = np.stack([plain[p.a] for p in pairs])
@@ -806,21 +813,9 @@ def cmd_norm(args: argparse.Namespace) -> None:
         with np.errstate(invalid="ignore", divide="ignore"):
             out["dev_masked_probe"][f"as-norm top-{k}"] = summary(0.5 * ((raw - ma) / sa + (raw - mb) / sb))
     v2 = _eval_set("view2")
-    x2 = emb(v2)
-    plain = {k: x2[i] for i, k in enumerate(v2["keys"]) if not v2["masked"][i]}
-    masked = {k: x2[i] for i, k in enumerate(v2["keys"]) if v2["masked"][i]}
-    v2_pairs = read_pairs(require_datasets() / "lfw" / "pairs.txt")
-    gallery: dict[str, str] = {}  # as in _metrics
-    for p in v2_pairs:
-        if p.same:
-            gallery.setdefault(p.a.split("/")[0], p.a)
-    for k in sorted(plain):
-        gallery.setdefault(k.split("/")[0], k)
-    g_people = np.array(sorted(gallery))
-    g = np.stack([plain[gallery[n]] for n in g_people])
-    probes = sorted({p.b for p in v2_pairs if p.same and p.b != gallery[p.b.split("/")[0]]})
+    plain, masked = _by_key(v2, emb(v2))
+    g_people, g, probes, p_people = _identification(read_pairs(require_datasets() / "lfw" / "pairs.txt"), plain)
     scores = np.nan_to_num(np.stack([masked[p] for p in probes])) @ g.T
-    p_people = np.array([p.split("/")[0] for p in probes])
     rows = {"raw": scores}
     for k in (50, 100, 300):
         mg, sg = top_stats(g, k)
