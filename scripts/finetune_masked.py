@@ -4,7 +4,8 @@ The int8 SFace trunk stays frozen and is run by onnxruntime exactly as at infere
 conv_13, 1024x7x7) are cached for 4 versions of every training face: unmasked, two renders of the project's mask
 renderer drawn on the full photo (then detected and aligned again, as at run time), and one crude random occluder.
 The shipped model ("head" stages) fine-tunes bn1 + pre_fc1 + fc1 on conv_14's output; ``--stages conv14`` also
-trains conv_14 (tried: better masked TAR, but unmasked accuracy fell to 99.23%). Teacher = the original SFace on the
+trains conv_14 (tried: better masked TAR, but unmasked accuracy fell to 99.23%); ``--stages conv13`` trains conv_13
+too, from trunk outputs cached after conv_12 (``features --cut conv_12``). Teacher = the original SFace on the
 unmasked crop of the same photo. Loss: (1 - cos) to the teacher for every sample (unmasked ones weighted 4x) +
 0.1 x InfoNCE against the other faces' teacher embeddings in the batch (other photos of the same person masked out).
 
@@ -25,16 +26,20 @@ The shipped file was built by (each stage under 10 minutes on one core; outputs 
     python scripts/finetune_masked.py evaluate --ship --baseline --flip     # -> data/robust/report.json
     python scripts/calibrate.py --embedder sface-robust                     # -> data/calibration/sface-robust.json
 
-Leads measured in the fourth session, not shipped (docs/robust_backbone.md): more masks per face and conv_14 trained,
-chosen on a development set that is not View-2 (View-1's 3,200 pairs, second image masked):
+Leads measured in the fourth session, not yet shipped (docs/robust_backbone.md): more masks per face, conv_14 and
+conv_13 trained (v6d: +0.3 pt masked on dev and View-2, the next head to ship), compared on a development set
+that is not View-2 (View-1's 3,200 pairs, second image masked):
 
     for r in 1 2; do for s in 0 1 2 3; do python scripts/finetune_masked.py render --round $r --shard $s --of 4
                                           python scripts/finetune_masked.py features --round $r --shard $s --of 4; done; done
     for s in 0 1; do python scripts/finetune_masked.py eval-render --set dev --shard $s --of 2; done
     python scripts/finetune_masked.py train --tag v6 --epochs 6 --lr 5e-5 --plain-weight 4 --rounds 2 --threads 2
     python scripts/finetune_masked.py train --tag v6c --stages conv14 --epochs 4 --lr 5e-5 --plain-weight 4 --rounds 2 --threads 2
-    python scripts/finetune_masked.py export --tag v6 && python scripts/finetune_masked.py export --tag v6c
-    python scripts/finetune_masked.py evaluate --tags v6 v6c --baseline    # View-2 and dev_view1 numbers per head
+    for r in 0 1 2; do for s in 0 1 2 3; do python scripts/finetune_masked.py features --cut conv_12 --round $r --shard $s --of 4; done; done
+    python scripts/finetune_masked.py train --tag v6d --stages conv13 --epochs 4 --lr 5e-5 --plain-weight 4 --rounds 2 --threads 2
+    for t in v6 v6c v6d; do python scripts/finetune_masked.py export --tag $t; done
+    python scripts/finetune_masked.py evaluate --tags v6 v6c v6d --baseline    # View-2 and dev_view1 numbers per head
+    python scripts/finetune_masked.py evaluate --tags v6d --mirror             # the same, mirror-averaged, on the crops
     python scripts/finetune_masked.py norm --tag ship                        # score normalisation, shipped head
 
 The shipped embedder averages each face with its mirror image (``RobustSFaceEmbedder(flip=True)``); ``--flip``
@@ -238,7 +243,7 @@ def _occluder(img: np.ndarray, rng: np.random.Generator, donor: np.ndarray) -> n
     return np.clip(img * (1 - alpha) + tex * alpha, 0, 255).astype(np.uint8)
 
 
-# Where the cached trunk stops, per training cut: (unit, feature-file stem, shape of its output)
+# Where the cached trunk may stop: unit -> (feature-file stem, shape of its output)
 CUTS = {"conv_13": ("feat", (1024, 7, 7)), "conv_12": ("feat12", (512, 14, 14))}
 
 
@@ -279,7 +284,8 @@ def cmd_features(args: argparse.Namespace) -> None:
     np.save(_shard_file(stem, args, ".npy"), feats)
     np.savez(_shard_file(stem, args, "_meta.npz"), paths=z["paths"][keep], status=status,
              sample_crops=crops[:: max(1, len(keep) // 48)])
-    print(f"features shard {args.shard} round {args.round}: {len(keep)} faces x {crops.shape[1]} samples, {time.time() - t0:.0f}s")
+    print(f"features shard {args.shard} round {args.round}: {len(keep)} faces x {crops.shape[1]} samples, "
+          f"{time.time() - t0:.0f}s")
 
 
 # ---------------------------------------------------------------------------------------------------- eval-render
@@ -348,10 +354,15 @@ def cmd_eval_render(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------- train
-TRAINED_UNITS = {"head": [], "conv14": ["conv_14_dw", "conv_14"], "conv13": ["conv_13_dw", "conv_13", "conv_14_dw", "conv_14"]}
+TRAINED_UNITS = {  # --stages: the trunk units trained besides the head (bn1, pre_fc1, fc1)
+    "head": [],
+    "conv14": ["conv_14_dw", "conv_14"],
+    "conv13": ["conv_13_dw", "conv_13", "conv_14_dw", "conv_14"],
+}
 def _load_train(rounds: int = 0, cut: str = CUT) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Trunk features (S, C, H, W) float16 after unit ``cut`` for every sample, its face index and kind (index into KINDS), and
-    the identity index per face. Round 0 gives 4 samples per face (plain first), each extra round 3 masked ones."""
+    """Trunk features (S, C, H, W) float16 after unit ``cut`` for every sample, its face index and kind (index into
+    KINDS), and the identity index per face. Round 0 gives 4 samples per face (plain first), each extra round 3
+    masked ones."""
     ident = {r[2]: r[1] for r in read_list()}
     feats, faces, kinds, paths = [], [], [], []
     shards = [s for s in range(4) if (CACHE / f"feat_{s}of4_meta.npz").exists()]
@@ -383,8 +394,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(SEED)
     net = load_sface_torch().eval()
-    x13, face_of, kind_of, ids = _load_train(args.rounds, "conv_12" if args.stages == "conv13" else CUT)
-    x13 = torch.from_numpy(x13)
+    trunk_x, face_of, kind_of, ids = _load_train(args.rounds, "conv_12" if args.stages == "conv13" else CUT)
+    trunk_x = torch.from_numpy(trunk_x)
     plain_rows = torch.from_numpy(np.flatnonzero(kind_of == 0))  # one per face, in face order
     assert np.array_equal(face_of[plain_rows.numpy()], np.arange(len(ids)))
     z14_path = CACHE / ((f"z14_upper{args.upper_rows}" if args.upper_rows else "z14")
@@ -397,24 +408,24 @@ def cmd_train(args: argparse.Namespace) -> None:
     with torch.no_grad():
         # The teacher always sees the whole unmasked face; with --upper-rows the student sees only the top rows of
         # the 7x7 trunk map (eyes and forehead), the rest zeroed, as a periocular head would at run time.
-        student_x13 = x13
+        student_x = trunk_x
         if args.upper_rows:
-            student_x13 = x13.clone()
-            student_x13[:, :, args.upper_rows:, :] = 0
+            student_x = trunk_x.clone()
+            student_x[:, :, args.upper_rows:, :] = 0
         if args.stages == "head":  # conv_14 frozen: its output is computed once and cached
-            if z14_path.exists() and np.load(z14_path, mmap_mode="r").shape[0] == len(x13):
+            if z14_path.exists() and np.load(z14_path, mmap_mode="r").shape[0] == len(trunk_x):
                 inputs = torch.from_numpy(np.load(z14_path))
             else:
                 t0 = time.time()
-                inputs = conv14(student_x13)
+                inputs = conv14(student_x)
                 np.save(z14_path, inputs.numpy())
                 print(f"conv_14 outputs cached, {time.time() - t0:.0f}s", flush=True)
             model = net.head
-            teacher_inputs = conv14(x13[plain_rows]) if args.upper_rows else inputs[plain_rows]
+            teacher_inputs = conv14(trunk_x[plain_rows]) if args.upper_rows else inputs[plain_rows]
         else:
-            inputs = student_x13
+            inputs = student_x
             model = torch.nn.Sequential(*[net.units[u] for u in TRAINED_UNITS[args.stages]], net.head)
-            teacher_inputs = x13[plain_rows]
+            teacher_inputs = trunk_x[plain_rows]
         teacher = torch.cat([F.normalize(model(teacher_inputs[i : i + 256].float()), dim=1)
                              for i in range(0, len(teacher_inputs), 256)])
     val_face = np.array([stable_seed(str(i)) % 20 == 0 for i in ids])  # ~5% of identities held out
@@ -733,12 +744,13 @@ def _metrics(name: str, emb: HeadOnFeatures, v2: dict, v1: dict, real: dict) -> 
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    from periface.embed.robust import HEAD_FILE
+
     v2, v1, real, dev = _eval_set("view2"), _eval_set("view1"), _eval_set("real"), _eval_set("dev")
     out: dict = {}
-    heads = [("sface", None)] * args.baseline + [(f"sface-robust-{t}", CACHE / f"head_{t}.onnx") for t in args.tags]
+    suffix = "-mirror" * args.mirror
+    heads = [("sface", None)] * args.baseline + [(f"sface-robust-{t}{suffix}", CACHE / f"head_{t}.onnx") for t in args.tags]
     if args.ship:
-        from periface.embed.robust import HEAD_FILE
-
         heads.append(("sface-robust", DATA / HEAD_FILE))
     if args.flip:
         heads.append(("sface-robust-flip", None))  # the shipped head with mirror averaging, run on the crops
@@ -746,15 +758,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         t0 = time.time()
         if name == "sface-robust-flip":
             emb = ShippedOnCrops(flip=True)
-        elif head is not None and _head_cut(head) == "conv_12_relu":
-            emb = ShippedOnCrops(flip=False, head=head)
+        elif head is not None and (args.mirror or _head_cut(head) == "conv_12_relu"):
+            emb = ShippedOnCrops(flip=args.mirror, head=head)  # end to end on the crops
         else:
             emb = HeadOnFeatures(head)
         out[name], _ = _metrics(name, emb, v2, v1, real)
         if dev is not None:
             out[name]["dev_view1"] = _dev_metrics(emb, dev)
         print(name, json.dumps(out[name], indent=1), f"{time.time() - t0:.0f}s", flush=True)
-    if args.ship:
+    if args.ship and _head_cut(DATA / HEAD_FILE) != "conv_12_relu":  # (that cut was evaluated end to end)
         # the shipped graph run end to end (trunk + head, batched) must give what the cached path gave
         from periface.embed.robust import RobustSFaceEmbedder
 
@@ -764,7 +776,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         cached = HeadOnFeatures(DATA / HEAD_FILE)({"feats": feats, "found": np.ones(len(feats), bool)})
         out["end_to_end_vs_cached_min_cos"] = float((full * cached).sum(1).min())
         print("end-to-end vs cached features, min cosine:", out["end_to_end_vs_cached_min_cos"])
-    tag = "_".join(["sface"] * args.baseline + args.tags + ["ship"] * args.ship + ["flip"] * args.flip)
+    tag = "_".join(["sface"] * args.baseline + args.tags + ["mirror"] * args.mirror + ["ship"] * args.ship
+                   + ["flip"] * args.flip)
     (CACHE / f"evaluate_{tag}.json").write_text(json.dumps(out, indent=1))
     if args.ship:
         (DATA / "report.json").write_text(json.dumps(out, indent=1) + "\n")
@@ -779,6 +792,8 @@ def cmd_norm(args: argparse.Namespace) -> None:
     from periface.embed.robust import HEAD_FILE
 
     head = {"sface": None, "ship": DATA / HEAD_FILE}.get(args.tag, CACHE / f"head_{args.tag}.onnx")
+    if head is not None and _head_cut(head) == "conv_12_relu":
+        sys.exit(f"norm reads the conv_13 feature caches: {head} starts at conv_12's output")
     emb = HeadOnFeatures(head)
     cohort = []  # unmasked training faces: LFW people in no pair list and real without_mask crops (not casia: 14 people)
     for shard in range(4):
@@ -804,8 +819,8 @@ def cmd_norm(args: argparse.Namespace) -> None:
     def summary(scores: np.ndarray) -> dict:
         scores = np.nan_to_num(scores, nan=-9.0)
         return {"accuracy": kfold_accuracy(scores, same, np.arange(len(pairs)) % 10)[0],
-                "tar_at_far_1e-2": tar_at_far(scores, same, 1e-2)[0], "tar_at_far_1e-3": tar_at_far(scores, same, 1e-3)[0],
-                "eer": eer(scores, same)}
+                "tar_at_far_1e-2": tar_at_far(scores, same, 1e-2)[0],
+                "tar_at_far_1e-3": tar_at_far(scores, same, 1e-3)[0], "eer": eer(scores, same)}
 
     out["dev_masked_probe"]["raw"] = summary(raw)
     for k in (50, 100, 300):
@@ -848,7 +863,7 @@ def main() -> int:
     e.add_argument("--of", type=int, default=1)
     t = sub.add_parser("train")
     t.add_argument("--stages", choices=list(TRAINED_UNITS), default="head",
-                   help="head: bn1+pre_fc1+fc1; conv14: + conv_14; conv13: + conv_13 and conv_14 (needs features --cut conv_12)")
+                   help="head: bn1+pre_fc1+fc1; conv14: + conv_14; conv13: + conv_13 (needs features --cut conv_12)")
     t.add_argument("--epochs", type=int, default=6)
     t.add_argument("--batch", type=int, default=256)
     t.add_argument("--lr", type=float, default=3e-5)
@@ -869,6 +884,8 @@ def main() -> int:
     v.add_argument("--ship", action="store_true", help="also the shipped file; writes its calibration")
     v.add_argument("--baseline", action="store_true", help="also the original SFace")
     v.add_argument("--flip", action="store_true", help="also the shipped embedder with mirror averaging (slower: runs on crops)")
+    v.add_argument("--mirror", action="store_true",
+                   help="the --tags heads with mirror averaging, end to end on the crops")
     n = sub.add_parser("norm")
     n.add_argument("--tag", default="ship", help="ship (the shipped head), sface, or a head in .cache/robust (head_TAG.onnx)")
     args = ap.parse_args()
