@@ -27,7 +27,7 @@ The shipped file was built by (each stage under 10 minutes on one core; outputs 
     python scripts/calibrate.py --embedder sface-robust                     # -> data/calibration/sface-robust.json
 
 Leads measured in the fourth session, not yet shipped (docs/robust_backbone.md): more masks per face, conv_14 and
-conv_13 trained (v6d: +0.3 pt masked on dev and View-2, the next head to ship), compared on a development set
+conv_13 trained (v6d: +0.3 pt masked single pass on dev and View-2, +0.2 mirrored), compared on a development set
 that is not View-2 (View-1's 3,200 pairs, second image masked):
 
     for r in 1 2; do for s in 0 1 2 3; do python scripts/finetune_masked.py render --round $r --shard $s --of 4
