@@ -37,8 +37,9 @@ that is not View-2 (View-1's 3,200 pairs, second image masked):
     python scripts/finetune_masked.py train --tag v6c --stages conv14 --epochs 4 --lr 5e-5 --plain-weight 4 --rounds 2 --threads 2
     for r in 0 1 2; do for s in 0 1 2 3; do python scripts/finetune_masked.py features --cut conv_12 --round $r --shard $s --of 4; done; done
     python scripts/finetune_masked.py train --tag v6d --stages conv13 --epochs 4 --lr 5e-5 --plain-weight 4 --rounds 2 --threads 2
-    for t in v6 v6c v6d; do python scripts/finetune_masked.py export --tag $t; done
-    python scripts/finetune_masked.py evaluate --tags v6 v6c v6d --baseline    # View-2 and dev_view1 numbers per head
+    python scripts/finetune_masked.py train --tag v6e --stages conv13 --epochs 4 --lr 5e-5 --plain-weight 8 --rounds 2 --threads 2
+    for t in v6 v6c v6d v6e; do python scripts/finetune_masked.py export --tag $t; done
+    python scripts/finetune_masked.py evaluate --tags v6 v6c v6d v6e --baseline  # View-2 and dev_view1 numbers per head
     python scripts/finetune_masked.py evaluate --tags v6d --mirror             # the same, mirror-averaged, on the crops
     python scripts/finetune_masked.py norm --tag ship                        # score normalisation, shipped head
 
