@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from _common import RESULTS, write_result  # noqa: E402
-from finetune_masked import CACHE, DATA, HeadOnFeatures, _eval_set  # noqa: E402
+from finetune_masked import CACHE, DATA, HeadOnFeatures, _by_key, _eval_set  # noqa: E402
 
 from periface.embed.robust import HEAD_FILE  # noqa: E402
 from periface.evaluation.datasets import require_datasets  # noqa: E402
@@ -44,11 +44,9 @@ def main() -> int:
     head = HeadOnFeatures(DATA / HEAD_FILE)
     pairs = read_pairs(require_datasets() / "lfw" / "pairs.txt")
     same, folds = np.array([p.same for p in pairs]), np.array([p.fold for p in pairs])
-    keys, masked = v2["keys"], v2["masked"]
 
     def scores(x: np.ndarray) -> np.ndarray:
-        plain = {k: x[i] for i, k in enumerate(keys) if not masked[i]}
-        probe = {k: x[i] for i, k in enumerate(keys) if masked[i]}
+        plain, probe = _by_key(v2, x)
         return np.nan_to_num(np.array([float(plain[p.a] @ probe[p.b]) for p in pairs]), nan=-1.0)
 
     reference = RESULTS / "lfw_verify_mask-probe.json"
