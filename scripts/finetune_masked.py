@@ -1,38 +1,40 @@
 """Distil SFace into a mask-robust SFace: student(masked face) -> teacher(same face unmasked), on the CPU.
 
-The int8 SFace trunk stays frozen and is run by onnxruntime exactly as at inference; trunk outputs (after unit
-conv_13, 1024x7x7) are cached for 4 versions of every training face: unmasked, two renders of the project's mask
+The int8 SFace trunk stays frozen and is run by onnxruntime exactly as at inference; its outputs (after unit conv_13,
+1024x7x7, or after conv_12 / conv_11, 512x14x14, for the deeper stages) are cached for 4 versions of every training
+face (round 0; rounds 1 and 2 add three more masked ones): unmasked, two renders of the project's mask
 renderer drawn on the full photo (then detected and aligned again, as at run time), and one crude random occluder.
-The shipped model ("head" stages) fine-tunes bn1 + pre_fc1 + fc1 on conv_14's output; ``--stages conv14`` also
-trains conv_14 (tried: better masked TAR, but unmasked accuracy fell to 99.23%); ``--stages conv13`` trains conv_13
-too, from trunk outputs cached after conv_12 (``features --cut conv_12``). Teacher = the original SFace on the
-unmasked crop of the same photo. Loss: (1 - cos) to the teacher for every sample (unmasked ones weighted 4x) +
-0.1 x InfoNCE against the other faces' teacher embeddings in the batch (other photos of the same person masked out).
+The first shipped model (v5, "head" stages) fine-tuned bn1 + pre_fc1 + fc1 on conv_14's output; ``--stages conv14``
+also trains conv_14, ``--stages conv13`` conv_13 (from trunk outputs cached after conv_12, ``features --cut conv_12``)
+and ``--stages conv12`` conv_12 as well (cached after conv_11, ``features --cut conv_11``): the shipped model since the
+fifth session (v7). Teacher = the original SFace on the unmasked crop of the same photo. Loss: (1 - cos) to the
+teacher for every sample (unmasked ones weighted 4x) + 0.1 x InfoNCE against the other faces' teacher embeddings in
+the batch (other photos of the same person masked out).
 
 Training people never appear in the evaluation: LFW people absent from pairs.txt (View-2) *and* from
 pairsDevTrain/pairsDevTest (View-1, used for calibration), all of casia-subset/, all of mask-crops/without_mask/.
 mask-crops/with_mask/ is never trained on: it is the real-mask check.
 
-The shipped file was built by (each stage under 10 minutes on one core; outputs under .cache/robust/, git-ignored):
+The shipped file (v7) was built by (outputs under .cache/robust/, git-ignored; the train step ~45 min on two cores):
 
     python scripts/finetune_masked.py list                                  # -> src/periface/data/robust/train_list.txt
-    for s in 0 1 2 3; do python scripts/finetune_masked.py render --shard $s --of 4; done
-    for s in 0 1 2 3; do python scripts/finetune_masked.py features --shard $s --of 4; done
-    python scripts/finetune_masked.py train --tag v5 --epochs 6 --lr 5e-5 --plain-weight 4
-    python scripts/finetune_masked.py export --tag v5 --ship                # -> data/robust/*.onnx + SHA256SUMS
+    for r in 0 1 2; do for s in 0 1 2 3; do python scripts/finetune_masked.py render --round $r --shard $s --of 4
+                                             python scripts/finetune_masked.py features --cut conv_11 --round $r --shard $s --of 4; done; done
+    python scripts/finetune_masked.py train --tag v7 --stages conv12 --epochs 4 --lr 5e-5 --plain-weight 4 --rounds 2 --threads 2
+    python scripts/finetune_masked.py export --tag v7 --ship                # -> data/robust/*.onnx + SHA256SUMS
     for s in 0 1 2 3; do python scripts/finetune_masked.py eval-render --set view2 --shard $s --of 4; done
+    for s in 0 1; do python scripts/finetune_masked.py eval-render --set dev --shard $s --of 2; done
     python scripts/finetune_masked.py eval-render --set view1
     python scripts/finetune_masked.py eval-render --set real
     python scripts/finetune_masked.py evaluate --ship --baseline --flip     # -> data/robust/report.json
     python scripts/calibrate.py --embedder sface-robust                     # -> data/calibration/sface-robust.json
+    python scripts/train_masked_path.py --embedder sface-robust             # -> data/masked_path.json, calibration/*-masked.json
 
-Leads measured in the fourth session, not yet shipped (docs/robust_backbone.md): more masks per face, conv_14 and
-conv_13 trained (v6d: +0.3 pt masked single pass on dev and View-2, +0.2 mirrored), compared on a development set
-that is not View-2 (View-1's 3,200 pairs, second image masked):
+(``render`` without ``--round`` is round 0; ``--round`` 1 and 2 draw new masks for the same faces.) The heads compared
+on the way (docs/robust_backbone.md), from the same renders:
 
-    for r in 1 2; do for s in 0 1 2 3; do python scripts/finetune_masked.py render --round $r --shard $s --of 4
-                                          python scripts/finetune_masked.py features --round $r --shard $s --of 4; done; done
-    for s in 0 1; do python scripts/finetune_masked.py eval-render --set dev --shard $s --of 2; done
+    for r in 0 1 2; do for s in 0 1 2 3; do python scripts/finetune_masked.py features --round $r --shard $s --of 4; done; done
+    python scripts/finetune_masked.py train --tag v5 --epochs 6 --lr 5e-5 --plain-weight 4          # first shipped
     python scripts/finetune_masked.py train --tag v6 --epochs 6 --lr 5e-5 --plain-weight 4 --rounds 2 --threads 2
     python scripts/finetune_masked.py train --tag v6c --stages conv14 --epochs 4 --lr 5e-5 --plain-weight 4 --rounds 2 --threads 2
     for r in 0 1 2; do for s in 0 1 2 3; do python scripts/finetune_masked.py features --cut conv_12 --round $r --shard $s --of 4; done; done
@@ -41,7 +43,7 @@ that is not View-2 (View-1's 3,200 pairs, second image masked):
     for t in v6 v6c v6d v6e; do python scripts/finetune_masked.py export --tag $t; done
     python scripts/finetune_masked.py evaluate --tags v6 v6c v6d v6e --baseline  # View-2 and dev_view1 numbers per head
     python scripts/finetune_masked.py evaluate --tags v6d --mirror             # the same, mirror-averaged, on the crops
-    python scripts/finetune_masked.py norm --tag ship                        # score normalisation, shipped head
+    python scripts/finetune_masked.py norm --tag v5                          # score normalisation, first shipped head
 
 The shipped embedder averages each face with its mirror image (``RobustSFaceEmbedder(flip=True)``); ``--flip``
 evaluates exactly that on the cached crops, the other rows are single-pass heads on cached trunk outputs.
@@ -245,7 +247,7 @@ def _occluder(img: np.ndarray, rng: np.random.Generator, donor: np.ndarray) -> n
 
 
 # Where the cached trunk may stop: unit -> (feature-file stem, shape of its output)
-CUTS = {"conv_13": ("feat", (1024, 7, 7)), "conv_12": ("feat12", (512, 14, 14))}
+CUTS = {"conv_13": ("feat", (1024, 7, 7)), "conv_12": ("feat12", (512, 14, 14)), "conv_11": ("feat11", (512, 14, 14))}
 
 
 def _trunk_session(cut: str = CUT):
@@ -359,7 +361,9 @@ TRAINED_UNITS = {  # --stages: the trunk units trained besides the head (bn1, pr
     "head": [],
     "conv14": ["conv_14_dw", "conv_14"],
     "conv13": ["conv_13_dw", "conv_13", "conv_14_dw", "conv_14"],
+    "conv12": ["conv_12_dw", "conv_12", "conv_13_dw", "conv_13", "conv_14_dw", "conv_14"],
 }
+STAGE_CUT = {"head": CUT, "conv14": CUT, "conv13": "conv_12", "conv12": "conv_11"}  # cached trunk output per --stages
 def _load_train(rounds: int = 0, cut: str = CUT) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Trunk features (S, C, H, W) float16 after unit ``cut`` for every sample, its face index and kind (index into
     KINDS), and the identity index per face. Round 0 gives 4 samples per face (plain first), each extra round 3
@@ -395,7 +399,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(SEED)
     net = load_sface_torch().eval()
-    trunk_x, face_of, kind_of, ids = _load_train(args.rounds, "conv_12" if args.stages == "conv13" else CUT)
+    trunk_x, face_of, kind_of, ids = _load_train(args.rounds, STAGE_CUT[args.stages])
     trunk_x = torch.from_numpy(trunk_x)
     plain_rows = torch.from_numpy(np.flatnonzero(kind_of == 0))  # one per face, in face order
     assert np.array_equal(face_of[plain_rows.numpy()], np.arange(len(ids)))
@@ -521,7 +525,7 @@ def export_head(ckpt: Path, out: Path):
         cut, shape = "conv_14_relu", [1024, 7, 7]
     else:
         torch.nn.Sequential(*[net.units[u] for u in units], net.head).load_state_dict(saved["state"])
-        cut = {"conv_14_dw": "conv_13_relu", "conv_13_dw": "conv_12_relu"}[units[0]]
+        cut = {"conv_14_dw": "conv_13_relu", "conv_13_dw": "conv_12_relu", "conv_12_dw": "conv_11_relu"}[units[0]]
         shape = list(CUTS[cut.removesuffix("_relu")][1])
     nodes: list = []
     inits: list = []
@@ -574,6 +578,9 @@ def _eval_set(which: str) -> dict[str, np.ndarray] | None:
         print(f"no eval-render --set {which} yet: skipped")
         return None
     return {k: np.concatenate([p[k] for p in parts]) for k in ("keys", "masked", "found", "feats", "crops")}
+
+
+DEEP_CUTS = ("conv_12_relu", "conv_11_relu")  # heads that start before conv_13: evaluated end to end on the crops
 
 
 def _head_cut(head: Path) -> str:
@@ -759,7 +766,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         t0 = time.time()
         if name == "sface-robust-flip":
             emb = ShippedOnCrops(flip=True)
-        elif head is not None and (args.mirror or _head_cut(head) == "conv_12_relu"):
+        elif head is not None and (args.mirror or _head_cut(head) in DEEP_CUTS):
             emb = ShippedOnCrops(flip=args.mirror, head=head)  # end to end on the crops
         else:
             emb = HeadOnFeatures(head)
@@ -767,7 +774,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         if dev is not None:
             out[name]["dev_view1"] = _dev_metrics(emb, dev)
         print(name, json.dumps(out[name], indent=1), f"{time.time() - t0:.0f}s", flush=True)
-    if args.ship and _head_cut(DATA / HEAD_FILE) != "conv_12_relu":  # (that cut was evaluated end to end)
+    if args.ship and _head_cut(DATA / HEAD_FILE) not in DEEP_CUTS:  # (that cut was evaluated end to end)
         # the shipped graph run end to end (trunk + head, batched) must give what the cached path gave
         from periface.embed.robust import RobustSFaceEmbedder
 
@@ -793,8 +800,8 @@ def cmd_norm(args: argparse.Namespace) -> None:
     from periface.embed.robust import HEAD_FILE
 
     head = {"sface": None, "ship": DATA / HEAD_FILE}.get(args.tag, CACHE / f"head_{args.tag}.onnx")
-    if head is not None and _head_cut(head) == "conv_12_relu":
-        sys.exit(f"norm reads the conv_13 feature caches: {head} starts at conv_12's output")
+    if head is not None and _head_cut(head) in DEEP_CUTS:
+        sys.exit(f"norm reads the conv_13 feature caches: {head} starts at {_head_cut(head)}")
     emb = HeadOnFeatures(head)
     cohort = []  # unmasked training faces: LFW people in no pair list and real without_mask crops (not casia: 14 people)
     for shard in range(4):
@@ -864,7 +871,8 @@ def main() -> int:
     e.add_argument("--of", type=int, default=1)
     t = sub.add_parser("train")
     t.add_argument("--stages", choices=list(TRAINED_UNITS), default="head",
-                   help="head: bn1+pre_fc1+fc1; conv14: + conv_14; conv13: + conv_13 (needs features --cut conv_12)")
+                   help="head: bn1+pre_fc1+fc1; conv14: + conv_14; conv13: + conv_13 (needs features --cut conv_12); "
+                        "conv12: + conv_12 (needs features --cut conv_11)")
     t.add_argument("--epochs", type=int, default=6)
     t.add_argument("--batch", type=int, default=256)
     t.add_argument("--lr", type=float, default=3e-5)
