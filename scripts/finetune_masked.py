@@ -7,16 +7,18 @@ renderer drawn on the full photo (then detected and aligned again, as at run tim
 The first shipped model (v5, "head" stages) fine-tuned bn1 + pre_fc1 + fc1 on conv_14's output; ``--stages conv14``
 also trains conv_14, ``--stages conv13`` conv_13 (from trunk outputs cached after conv_12, ``features --cut conv_12``)
 and ``--stages conv12`` conv_12 as well (cached after conv_11, ``features --cut conv_11``; v7, fifth session: better
-masked, but 99.28% unmasked View-2 mirrored, under the 99.3% floor, so v5 stays shipped). Teacher = the original SFace on the unmasked crop of the same photo. Loss: (1 - cos) to the
-teacher for every sample (unmasked ones weighted 4x) + 0.1 x InfoNCE against the other faces' teacher embeddings in
-the batch (other photos of the same person masked out).
+masked, but 99.28% unmasked View-2 mirrored, under the 99.3% floor, so v5 stays shipped). Teacher = the original
+SFace on the unmasked crop of the same photo. Loss: (1 - cos) to the teacher for every sample (unmasked ones weighted
+4x) + 0.1 x InfoNCE against the other faces' teacher embeddings in the batch (other photos of the same person masked
+out).
 
 Training people never appear in the evaluation: LFW people absent from pairs.txt (View-2) *and* from
 pairsDevTrain/pairsDevTest (View-1, used for calibration), all of casia-subset/, all of mask-crops/without_mask/.
 mask-crops/with_mask/ is never trained on: it is the real-mask check.
 
 The v7 candidate is built and shipped by (outputs under .cache/robust/, git-ignored; the train step ~45-70 min on two
-cores). It was taken through this chain in the fifth session and rolled back; the shipped v5 is the first `train` line below:
+cores). It was taken through this chain in the fifth session and rolled back; the shipped v5 comes from the
+round-0 `features` and the v5 `train` lines of the second block, then the same export and calibration steps:
 
     python scripts/finetune_masked.py list                                  # -> src/periface/data/robust/train_list.txt
     for r in 0 1 2; do for s in 0 1 2 3; do python scripts/finetune_masked.py render --round $r --shard $s --of 4
