@@ -528,7 +528,7 @@ def export_head(ckpt: Path, out: Path):
         cut, shape = "conv_14_relu", [1024, 7, 7]
     else:
         torch.nn.Sequential(*[net.units[u] for u in units], net.head).load_state_dict(saved["state"])
-        cut = {"conv_14_dw": "conv_13_relu", "conv_13_dw": "conv_12_relu", "conv_12_dw": "conv_11_relu"}[units[0]]
+        cut = f"{STAGE_CUT[saved['stages']]}_relu"
         shape = list(CUTS[cut.removesuffix("_relu")][1])
     nodes: list = []
     inits: list = []
@@ -583,7 +583,7 @@ def _eval_set(which: str) -> dict[str, np.ndarray] | None:
     return {k: np.concatenate([p[k] for p in parts]) for k in ("keys", "masked", "found", "feats", "crops")}
 
 
-DEEP_CUTS = ("conv_12_relu", "conv_11_relu")  # heads that start before conv_13: evaluated end to end on the crops
+DEEP_CUTS = {f"{c}_relu" for c in CUTS if c != CUT}  # heads cut before conv_13: run end to end on the crops
 
 
 def _head_cut(head: Path) -> str:
