@@ -23,11 +23,12 @@ from _common import RESULTS, write_result  # noqa: E402
 from periface.evaluation.datasets import require_datasets  # noqa: E402
 from periface.evaluation.lfw import read_pairs  # noqa: E402
 from periface.evaluation.metrics import kfold_accuracy, tar_at_far  # noqa: E402
-from periface.evaluation.pipelines import EmbeddingCache  # noqa: E402
+from periface import Engine  # noqa: E402
+from periface.evaluation.pipelines import EmbeddingCache, pipeline_fingerprint  # noqa: E402
 
 
 def vectors(variant: str) -> dict[str, np.ndarray]:
-    store = EmbeddingCache("periface-sface-robust", variant).store
+    store = EmbeddingCache("periface-sface-robust", variant, pipeline_fingerprint(Engine("sface-robust"))).store
     return {k: v for k, v in store.items() if np.isfinite(v).all()}
 
 

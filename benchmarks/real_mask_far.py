@@ -28,7 +28,8 @@ from _common import RESULTS  # noqa: E402
 
 from periface import Engine  # noqa: E402
 from periface.evaluation.datasets import require_datasets  # noqa: E402
-from periface.evaluation.pipelines import EmbeddingCache, embed_paths, periface_pipeline, reference_pipeline  # noqa: E402
+from periface.evaluation.pipelines import (EmbeddingCache, embed_paths, periface_pipeline,  # noqa: E402
+                                          pipeline_fingerprint, reference_pipeline)
 from periface.evaluation.reference import FaceRecognitionReference  # noqa: E402
 from periface.evaluation.report import write_json  # noqa: E402
 from periface.image import load_image  # noqa: E402
@@ -42,17 +43,18 @@ def main() -> int:
     name = "periface-sface"
     k, d = engine.masked_params.variants, engine.embedder.dim
     # Gallery: every LFW image whose masked renders are already cached (the View-2 references of lfw_masked.py).
-    refs_cache = EmbeddingCache(name, f"masked-refs-k{k}")
-    plain_cache = EmbeddingCache(name, "none")
+    refs_cache = EmbeddingCache(name, f"masked-refs-k{k}", pipeline_fingerprint(engine))
+    plain_cache = EmbeddingCache(name, "none", pipeline_fingerprint(engine))
     gallery = sorted(p for p in refs_cache.store if plain_cache.get(p) is not None and np.isfinite(plain_cache.get(p)).all())
     if len(gallery) < 1000:
         print(f"only {len(gallery)} gallery images have masked references cached; run benchmarks/lfw_masked.py first")
         return 1
     gx = np.stack([plain_cache.get(p) for p in gallery])
     rx = np.stack([refs_cache.get(p).reshape(k, d) for p in gallery])
-    robust_g = embed_paths(gallery, root / "lfw/images", periface_pipeline(robust), EmbeddingCache("periface-sface-robust", "none"), d)
+    robust_g = embed_paths(gallery, root / "lfw/images", periface_pipeline(robust), EmbeddingCache("periface-sface-robust", "none", pipeline_fingerprint(robust)), d)
     rgx = np.stack([robust_g[p] for p in gallery])
-    robust_refs = EmbeddingCache("periface-sface-robust", f"masked-refs-k{robust.masked_params.variants}")
+    robust_refs = EmbeddingCache("periface-sface-robust", f"masked-refs-k{robust.masked_params.variants}",
+                                 pipeline_fingerprint(robust))
     have_robust_refs = robust.has_masked_path and all(robust_refs.get(p) is not None for p in gallery)
     if robust.has_masked_path and not have_robust_refs:
         print("sface-robust's masked references are not cached for this gallery: run "
@@ -95,7 +97,7 @@ def main() -> int:
             table.add_row(label, f"{far:g}", f"{t:.3f}", f"{obs:.2e}", f"{obs / far:.2f}")
     # The reference at its documented tolerance (distance 0.6 -> cosine 0.82 for unit vectors).
     ref = FaceRecognitionReference()
-    ref_g = embed_paths(gallery, root / "lfw/images", reference_pipeline(ref), EmbeddingCache("face_recognition", "none"), 128)
+    ref_g = embed_paths(gallery, root / "lfw/images", reference_pipeline(ref), EmbeddingCache("face_recognition", "none", ref.fingerprint), 128)
     rg = np.stack([ref_g[p] for p in gallery if np.isfinite(ref_g[p]).all()])
     re, ref_found = [], 0
     for path in track(crops, description="face_recognition on real masked crops"):

@@ -25,7 +25,7 @@ from periface.embed import l2_normalise
 from periface.evaluation.datasets import require_datasets
 from periface.evaluation.lfw import pair_images, read_pairs
 from periface.evaluation.metrics import tar_at_far
-from periface.evaluation.pipelines import EmbeddingCache, embed_paths, periface_pipeline
+from periface.evaluation.pipelines import EmbeddingCache, embed_paths, periface_pipeline, pipeline_fingerprint
 from periface.match import CALIBRATION_DIR, Calibration
 
 
@@ -33,7 +33,7 @@ def embed_view1(embedder: str) -> tuple[list[str], np.ndarray]:
     root = require_datasets() / "lfw"
     images = pair_images(read_pairs(root / "pairsDevTrain.txt"))
     engine = Engine(embedder)
-    cache = EmbeddingCache(embedder, "none")
+    cache = EmbeddingCache(embedder, "none", pipeline_fingerprint(engine))
     vectors = embed_paths(track(images, description=f"embedding View-1 with {embedder}"), root / "images",
                           periface_pipeline(engine), cache, engine.embedder.dim)
     return images, np.stack([vectors[p] for p in images])

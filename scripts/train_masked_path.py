@@ -32,7 +32,7 @@ from periface.embed.adapter import EmbeddingAdapter
 from periface.evaluation.datasets import require_datasets
 from periface.evaluation.lfw import pair_images, people_in, read_pairs
 from periface.evaluation.metrics import tar_at_far
-from periface.evaluation.pipelines import central, stable_seed
+from periface.evaluation.pipelines import central, fingerprint_tag, pipeline_fingerprint, stable_seed
 from periface.image import load_image
 from periface.landmarks.facemesh import shared_landmarker
 from periface.mask.render import random_style, render_mask
@@ -76,7 +76,7 @@ def masked_face(engine: Engine, masked: np.ndarray, is_crop: bool, original):
 
 
 def embed_training_set(engine: Engine, items, renders: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    cache = CACHE / f"train-{engine.embedder.name}-r{renders}-s{seed}.npz"
+    cache = CACHE / f"train-{engine.embedder.name}@{fingerprint_tag(pipeline_fingerprint(engine))}-r{renders}-s{seed}.npz"
     if cache.exists():
         z = np.load(cache)
         return z["plain"], z["masked"]
@@ -116,7 +116,7 @@ def train_adapter(plain: np.ndarray, masked: np.ndarray, seed: int) -> Embedding
 
 def view1_masked(engine: Engine, images: list[str], root: Path, variants: int, seed: int):
     """Per View-1 image: plain embedding, masked-probe embedding, and ``variants`` masked-reference embeddings."""
-    cache = CACHE / f"view1-{engine.embedder.name}-k{variants}-s{seed}.npz"
+    cache = CACHE / f"view1-{engine.embedder.name}@{fingerprint_tag(pipeline_fingerprint(engine))}-k{variants}-s{seed}.npz"
     if cache.exists():
         z = np.load(cache)
         return z["plain"], z["probe"], z["refs"]

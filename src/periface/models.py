@@ -63,7 +63,7 @@ MODEL_FILES: dict[str, ModelFile] = {
 }
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -89,7 +89,7 @@ def verified(path: Path, sha256: str, name: str | None = None) -> Path:
     """Return ``path`` if its SHA-256 is ``sha256``; raise ``ModelError`` otherwise."""
     if not path.is_file():
         raise ModelError("model file not found", source=str(path))
-    digest = _sha256(path)
+    digest = file_sha256(path)
     if digest != sha256:
         raise ModelError(f"SHA-256 mismatch for {name or path.name}: got {digest}, expected {sha256}", source=str(path))
     return path
@@ -112,7 +112,7 @@ def recorded_sha256(path: Path) -> str:
 def record_sha256(path: Path) -> str:
     """Write ``path``'s SHA-256 into the ``SHA256SUMS`` beside it (replacing its old line); for training scripts."""
     path = Path(path)
-    digest = _sha256(path)
+    digest = file_sha256(path)
     sums = path.with_name("SHA256SUMS")
     lines = [ln for ln in (sums.read_text().splitlines() if sums.exists() else []) if ln.split()[-1:] != [path.name]]
     sums.write_text("\n".join(lines + [f"{digest}  {path.name}"]) + "\n")

@@ -11,6 +11,7 @@ import numpy as np
 class Embedder(Protocol):
     name: str
     dim: int
+    fingerprint: str  # changes whenever the vectors would (weights, options); embedding caches are keyed by it
 
     def embed(self, rgb: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """(N, D) float32 unit vectors for the faces given by ``boxes`` (N, 4) and ``landmarks`` (N, 5, 2)."""

@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 
-from ..models import model_path
+from ..models import MODEL_FILES, model_path
 from .base import l2_normalise
 
 
@@ -16,6 +16,7 @@ class DlibEmbedder:
 
     def __init__(self, jitter: int = 0) -> None:
         self.jitter = jitter
+        self.fingerprint = dlib_fingerprint(f"dlib-j{jitter}")
         self._models = None
         self._lock = threading.Lock()
 
@@ -41,3 +42,8 @@ class DlibEmbedder:
             shapes = dlib.full_object_detections([predictor(img, r) for r in rects])
             vectors = net.compute_face_descriptor(img, shapes, self.jitter)
         return l2_normalise(np.array([np.array(v) for v in vectors], np.float32))
+
+
+def dlib_fingerprint(prefix: str) -> str:
+    """``prefix`` plus the SHA-256 prefixes of dlib's ResNet and 5-point predictor."""
+    return f"{prefix}:{MODEL_FILES['dlib_resnet'].sha256[:16]}:{MODEL_FILES['dlib_sp5'].sha256[:16]}"

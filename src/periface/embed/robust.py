@@ -158,10 +158,16 @@ class RobustSFaceEmbedder:
         self._sess = None
         self._lock = threading.Lock()
 
+    @property
+    def fingerprint(self) -> str:
+        return f"sface-robust:{self._digest()[:16]}:flip{int(self.flip)}"
+
+    def _digest(self) -> str:
+        return self.sha256 or shipped_sha256(self.head_path.name)
+
     def _session(self):
         if self._sess is None:
-            digest = self.sha256 or shipped_sha256(self.head_path.name)
-            self._sess = session(joined_model(verified(self.head_path, digest, self.head_path.name)), self.threads)
+            self._sess = session(joined_model(verified(self.head_path, self._digest(), self.head_path.name)), self.threads)
         return self._sess
 
     def embed(self, rgb: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:

@@ -8,13 +8,14 @@ import cv2
 import numpy as np
 
 from ..align import align_faces
-from ..models import model_path
+from ..models import MODEL_FILES, model_path
 from .base import l2_normalise
 
 
 class SFaceEmbedder:
     name = "sface"
     dim = 128
+    fingerprint = f"sface:{MODEL_FILES['sface'].sha256[:16]}"
 
     def __init__(self) -> None:
         self._net: cv2.FaceRecognizerSF | None = None

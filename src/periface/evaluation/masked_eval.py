@@ -19,7 +19,7 @@ import numpy as np
 from ..masked import fuse, masked_reference_scores
 from .lfw import read_pairs
 from .metrics import verification_summary
-from .pipelines import EmbeddingCache, central, embed_paths, stable_seed
+from .pipelines import EmbeddingCache, central, embed_paths, pipeline_fingerprint, stable_seed
 from .verification import make_masker
 
 
@@ -47,7 +47,7 @@ def embed_reference_variants(paths: list[str], images_root: Path, engine, name: 
 
     d, k = engine.embedder.dim, engine.masked_params.variants
     run = reference_variants_pipeline(engine, k)
-    cache = EmbeddingCache(name, f"masked-refs-k{k}")
+    cache = EmbeddingCache(name, f"masked-refs-k{k}", pipeline_fingerprint(engine))
     refs, fresh = {}, 0
     for p in paths:
         v = cache.get(p)
@@ -92,11 +92,11 @@ def evaluate_masked_methods(
     from .pipelines import periface_pipeline
 
     tick = progress(f"{name}: references", 2 * len(firsts)) if progress else None
-    plain = embed_paths(firsts, images_root, periface_pipeline(engine), EmbeddingCache(name, "none"), d, None, tick)
+    plain = embed_paths(firsts, images_root, periface_pipeline(engine), EmbeddingCache(name, "none", pipeline_fingerprint(engine)), d, None, tick)
     refs = embed_reference_variants(firsts, images_root, engine, name, tick)
     tick = progress(f"{name}: masked probes", len(seconds)) if progress else None
     counter: dict[str, int] = {}
-    probes = embed_paths(seconds, images_root, probe_pipeline(engine), EmbeddingCache(name, f"masked-probe-routed-s{seed}"),
+    probes = embed_paths(seconds, images_root, probe_pipeline(engine), EmbeddingCache(name, f"masked-probe-routed-s{seed}", pipeline_fingerprint(engine, routed=True)),
                          d + 1, make_masker(seed, counter), tick)
     a = np.stack([plain[p.a] for p in pairs])
     r = np.stack([refs[p.a] for p in pairs])
@@ -134,12 +134,12 @@ def evaluate_identification_methods(
     sets = lfw_identification_sets(images_root, max_probes, seed)
     d = engine.embedder.dim
     tick = progress(f"{name}: gallery", 2 * len(sets["gallery"])) if progress else None
-    g = embed_paths(sets["gallery"], images_root, periface_pipeline(engine), EmbeddingCache(name, "none"), d, None, tick)
+    g = embed_paths(sets["gallery"], images_root, periface_pipeline(engine), EmbeddingCache(name, "none", pipeline_fingerprint(engine)), d, None, tick)
     refs = embed_reference_variants(sets["gallery"], images_root, engine, name, tick)
     probes_all = sets["mated"] + sets["non_mated"]
     tick = progress(f"{name}: masked probes", len(probes_all)) if progress else None
     counter: dict[str, int] = {}
-    q = embed_paths(probes_all, images_root, probe_pipeline(engine), EmbeddingCache(name, f"masked-probe-routed-s{seed}"),
+    q = embed_paths(probes_all, images_root, probe_pipeline(engine), EmbeddingCache(name, f"masked-probe-routed-s{seed}", pipeline_fingerprint(engine, routed=True)),
                     d + 1, make_masker(seed, counter), tick)
     keep = [p for p in sets["gallery"] if np.isfinite(g[p]).all()]
     gx = np.stack([g[p] for p in keep])
@@ -188,8 +188,13 @@ def fusion_from_caches(pairs_file: Path, *, seed: int = 0) -> dict:
     params = json.loads((PACKAGE_DATA / "fusion.json").read_text())
     g = fusion_gains(params["weights"], params["impostor_std"])
     pairs = read_pairs(pairs_file)
-    s_plain, s_masked = EmbeddingCache("periface-sface", "none"), EmbeddingCache("periface-sface", f"masked-probe-routed-s{seed}")
-    d_plain, d_masked = EmbeddingCache("periface-dlib", "none"), EmbeddingCache("periface-dlib", f"masked-s{seed}")
+    from ..engine import Engine
+
+    sface, dlib = Engine("sface"), Engine("dlib")
+    s_plain = EmbeddingCache("periface-sface", "none", pipeline_fingerprint(sface))
+    s_masked = EmbeddingCache("periface-sface", f"masked-probe-routed-s{seed}", pipeline_fingerprint(sface, routed=True))
+    d_plain = EmbeddingCache("periface-dlib", "none", pipeline_fingerprint(dlib))
+    d_masked = EmbeddingCache("periface-dlib", f"masked-s{seed}", pipeline_fingerprint(dlib))
 
     def fused(sv: np.ndarray | None, dv: np.ndarray | None) -> np.ndarray:
         if sv is None or dv is None:

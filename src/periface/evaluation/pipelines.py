@@ -52,11 +52,31 @@ def reference_pipeline(reference) -> Pipeline:
     return run
 
 
-class EmbeddingCache:
-    """Embeddings on disk, keyed by (pipeline name, variant, image path); a rerun skips what is already there."""
+def pipeline_fingerprint(engine, *, routed: bool = False) -> str:
+    """What a periface pipeline's vectors depend on: detection settings and the embedder's weights; for routed
+    probes also the mask classifier. A retrained head or classifier gets a new cache instead of stale vectors."""
+    s = engine.settings
+    parts = [f"det:{s.yunet_score}:{s.blazeface_score}:{s.nms_iou}:{s.min_face_px}:{s.detect_max_side}",
+             engine.embedder.fingerprint]
+    if routed:
+        parts.append(engine.mask_classifier.fingerprint)
+    return "|".join(parts)
 
-    def __init__(self, pipeline: str, variant: str, root: Path = CACHE_DIR) -> None:
-        self.path = Path(root) / f"{pipeline}--{variant}.npz"
+
+def fingerprint_tag(fingerprint: str) -> str:
+    """A short file-name-safe tag for a fingerprint."""
+    return hashlib.sha256(fingerprint.encode()).hexdigest()[:12]
+
+
+class EmbeddingCache:
+    """Embeddings on disk, keyed by (pipeline name, fingerprint, variant, image path); a rerun skips what is there.
+
+    ``fingerprint`` names the models behind the vectors (``pipeline_fingerprint``, ``Embedder.fingerprint``): each
+    one gets its own file, so vectors of a replaced model are never read again, and going back to it reuses them.
+    """
+
+    def __init__(self, pipeline: str, variant: str, fingerprint: str, root: Path = CACHE_DIR) -> None:
+        self.path = Path(root) / f"{pipeline}@{fingerprint_tag(fingerprint)}--{variant}.npz"
         self.store: dict[str, np.ndarray] = {}
         if self.path.exists():
             with np.load(self.path, allow_pickle=False) as z:
@@ -138,8 +158,8 @@ def build_pipelines(names: list[str]) -> list:
     for name in names:
         if name == "face_recognition":
             ref = FaceRecognitionReference()
-            out.append(NamedPipeline(name, reference_pipeline(ref), ref.dim))
+            out.append(NamedPipeline(name, reference_pipeline(ref), ref.dim, ref.fingerprint))
         else:
             eng = Engine(name.removeprefix("periface-"))
-            out.append(NamedPipeline(name, periface_pipeline(eng), eng.embedder.dim))
+            out.append(NamedPipeline(name, periface_pipeline(eng), eng.embedder.dim, pipeline_fingerprint(eng)))
     return out

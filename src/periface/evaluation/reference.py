@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..embed.base import l2_normalise
+from ..embed.dlib_resnet import dlib_fingerprint
 from ..models import model_path
 
 
@@ -21,6 +22,7 @@ class FaceRecognitionReference:
         import dlib
 
         self.upsample = upsample
+        self.fingerprint = dlib_fingerprint(f"face_recognition-hog{upsample}")
         self._detector = dlib.get_frontal_face_detector()
         self._predictor = dlib.shape_predictor(str(model_path("dlib_sp5")))
         self._net = dlib.face_recognition_model_v1(str(model_path("dlib_resnet")))

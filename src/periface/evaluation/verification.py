@@ -24,6 +24,7 @@ class NamedPipeline:
     name: str
     run: Pipeline
     dim: int
+    fingerprint: str  # see pipelines.pipeline_fingerprint
 
 
 def make_masker(seed: int, counter: dict[str, int] | None = None) -> Masker:
@@ -66,8 +67,8 @@ def evaluate_pairs(
     report: dict = {"pairs_file": str(pairs_file), "pairs": len(pairs), "mask": mask, "seed": seed, "pipelines": {}}
     for pl in pipelines:
         counter: dict[str, int] = {}
-        plain_cache = EmbeddingCache(pl.name, "none")
-        masked_cache = EmbeddingCache(pl.name, f"masked-s{seed}")
+        plain_cache = EmbeddingCache(pl.name, "none", pl.fingerprint)
+        masked_cache = EmbeddingCache(pl.name, f"masked-s{seed}", pl.fingerprint)
         masker = make_masker(seed, counter) if mask != "none" else None
         tick = progress(pl.name, len(firsts) + len(seconds)) if progress else None
         a_emb = embed_paths(firsts, images_root, pl.run, masked_cache if mask == "both" else plain_cache, pl.dim,

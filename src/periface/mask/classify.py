@@ -25,7 +25,7 @@ import numpy as np
 
 from ..faces import MASK_STATES, Faces
 from ..image import cnn_input, context_crops
-from ..models import PACKAGE_DATA, onnx_session, recorded_sha256, verified
+from ..models import PACKAGE_DATA, file_sha256, onnx_session, recorded_sha256, verified
 
 MODEL_FILE = PACKAGE_DATA / "mask_state.onnx"
 INPUT_PX = 64
@@ -54,6 +54,7 @@ class OnnxMaskClassifier:
 
     def __init__(self, path: Path = MODEL_FILE) -> None:
         self._session = onnx_session(path, threads=1)
+        self.fingerprint = f"mask_state:{file_sha256(path)[:16]}"
         self._lock = threading.Lock()
 
     @classmethod
