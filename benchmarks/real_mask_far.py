@@ -10,7 +10,8 @@ face_recognition approach at its usual 0.6 distance threshold, and for periface'
 It also reports how many real masked crops a detector finds (vs the whole-crop fallback) and how many the mask
 classifier routes to the masked path.
 
-    python benchmarks/real_mask_far.py   # needs the gallery caches of benchmarks/lfw_masked.py --backbones sface,sface-robust
+    python benchmarks/real_mask_far.py   # needs the gallery caches of benchmarks/lfw_masked.py --backbones sface-robust
+                                         # (and --backbones sface for SFace's masked-path row)
 """
 
 from __future__ import annotations
@@ -36,60 +37,59 @@ from periface.image import load_image  # noqa: E402
 from periface.masked import fuse, masked_reference_scores  # noqa: E402
 
 
+BACKBONES = ("sface-robust", "sface")  # the default first: its cached masked references define the gallery
+
+
+def backbone_rows(engine: Engine, gallery: list[str], crops: list[Path], routed: np.ndarray,
+                  root: Path) -> list[tuple[str, np.ndarray, object]]:
+    """(label, impostor scores, calibration) of the plain path and, when the gallery's masked references are cached,
+    of the masked path with the probes the mask classifier routes there."""
+    name, label = f"periface-{engine.embedder.name}", engine.embedder.name
+    k, d = engine.masked_params.variants, engine.embedder.dim
+    fingerprint = pipeline_fingerprint(engine)
+    plain_g = embed_paths(gallery, root / "lfw/images", periface_pipeline(engine), EmbeddingCache(name, "none", fingerprint), d)
+    gallery = [p for p in gallery if np.isfinite(plain_g[p]).all()]
+    gx = np.stack([plain_g[p] for p in gallery])
+    e = np.stack([engine.analyze(load_image(path), crop=True, mask=False).embeddings[0]
+                  for path in track(crops, description=f"{label}: real masked crops")])
+    rows = [(f"{label} plain", e @ gx.T, engine.calibration)]
+    refs = EmbeddingCache(name, f"masked-refs-k{k}", fingerprint)
+    if engine.has_masked_path and all(refs.get(p) is not None for p in gallery):
+        rx = np.stack([refs.get(p).reshape(k, d) for p in gallery])
+        fused = fuse(engine.adapt(e) @ gx.T, masked_reference_scores(e, rx), engine.masked_params.weight_masked_refs)
+        rows.insert(0, (f"{label} masked path (routed probes)", fused[routed], engine.masked_calibration))
+    elif engine.has_masked_path:
+        print(f"{label}: the gallery's masked references are not cached: run benchmarks/lfw_masked.py --backbones "
+              f"{engine.embedder.name} first; its masked path is skipped")
+    return rows
+
+
 def main() -> int:
     root = require_datasets()
-    engine = Engine("sface")
-    robust = Engine("sface-robust")
-    name = "periface-sface"
-    k, d = engine.masked_params.variants, engine.embedder.dim
-    # Gallery: every LFW image whose masked renders are already cached (the View-2 references of lfw_masked.py).
-    refs_cache = EmbeddingCache(name, f"masked-refs-k{k}", pipeline_fingerprint(engine))
-    plain_cache = EmbeddingCache(name, "none", pipeline_fingerprint(engine))
-    gallery = sorted(p for p in refs_cache.store if plain_cache.get(p) is not None and np.isfinite(plain_cache.get(p)).all())
+    default = Engine(BACKBONES[0])
+    # Gallery: every LFW image whose masked renders are cached (the View-2 references of lfw_masked.py).
+    gallery = sorted(EmbeddingCache(f"periface-{BACKBONES[0]}", f"masked-refs-k{default.masked_params.variants}",
+                                    pipeline_fingerprint(default)).store)
     if len(gallery) < 1000:
-        print(f"only {len(gallery)} gallery images have masked references cached; run benchmarks/lfw_masked.py first")
+        print(f"only {len(gallery)} gallery images have masked references cached; run "
+              f"benchmarks/lfw_masked.py --backbones {BACKBONES[0]} first")
         return 1
-    gx = np.stack([plain_cache.get(p) for p in gallery])
-    rx = np.stack([refs_cache.get(p).reshape(k, d) for p in gallery])
-    robust_g = embed_paths(gallery, root / "lfw/images", periface_pipeline(robust), EmbeddingCache("periface-sface-robust", "none", pipeline_fingerprint(robust)), d)
-    rgx = np.stack([robust_g[p] for p in gallery])
-    robust_refs = EmbeddingCache("periface-sface-robust", f"masked-refs-k{robust.masked_params.variants}",
-                                 pipeline_fingerprint(robust))
-    have_robust_refs = robust.has_masked_path and all(robust_refs.get(p) is not None for p in gallery)
-    if robust.has_masked_path and not have_robust_refs:
-        print("sface-robust's masked references are not cached for this gallery: run "
-              "benchmarks/lfw_masked.py --backbones sface-robust first; its masked path is skipped")
     crops = sorted((root / "mask-crops/with_mask").glob("*"))
-    probes, robust_probes, routed, detected = [], [], [], []
-    for path in track(crops, description="real masked crops"):
-        rgb = load_image(path)
-        faces = engine.analyze(rgb, crop=True)
-        probes.append(faces.embeddings[0])
-        robust_probes.append(robust.describe(rgb, faces.select(0), mask=False).embeddings[0])
+    routed, detected = [], []
+    for path in track(crops, description="routing and detection of the real masked crops"):
+        faces = default.analyze(load_image(path), crop=True, embed=False)
         routed.append(faces.mask[0] != "none")
         detected.append(faces.detector[0] != "crop")
-    e = np.stack(probes)
-    routed_a = np.array(routed)
-    plain = e @ gx.T
-    masked_refs = masked_reference_scores(e, rx)
-    fused = fuse(engine.adapt(e) @ gx.T, masked_refs, engine.masked_params.weight_masked_refs)
-    robust_e = np.stack(robust_probes)
-    robust_scores = robust_e @ rgx.T
-    rows = [("SFace masked path (routed probes)", fused[routed_a], engine.masked_calibration)]
-    if have_robust_refs:
-        rk = robust.masked_params.variants
-        rrx = np.stack([robust_refs.get(p).reshape(rk, d) for p in gallery])
-        robust_masked = masked_reference_scores(robust_e, rrx)
-        robust_fused = fuse(robust.adapt(robust_e) @ rgx.T, robust_masked, robust.masked_params.weight_masked_refs)
-        rows.append(("sface-robust masked path (routed probes, default)", robust_fused[routed_a], robust.masked_calibration))
-    doc: dict = {"probes": len(crops), "gallery": len(gallery), "comparisons": int(plain.size),
-                 "routed_to_masked_path": float(routed_a.mean()), "found_by_a_detector": float(np.mean(detected)),
+    rows = []
+    for backbone in BACKBONES:
+        rows += backbone_rows(default if backbone == BACKBONES[0] else Engine(backbone), gallery, crops, np.array(routed), root)
+    doc: dict = {"probes": len(crops), "gallery": len(gallery), "comparisons": int(rows[-1][1].size),
+                 "routed_to_masked_path": float(np.mean(routed)), "found_by_a_detector": float(np.mean(detected)),
                  "observed_far": {}}
-    table = Table(title=f"real masked crops vs {len(gallery):,} LFW photos: {plain.size:,} impostor comparisons")
+    table = Table(title=f"real masked crops vs {len(gallery):,} LFW photos: {rows[-1][1].size:,} impostor comparisons")
     for col in ("path", "nominal FAR", "threshold", "observed FAR", "observed / nominal"):
         table.add_column(col)
-    for label, scores, cal in rows + [("SFace plain", plain, engine.calibration),
-                                      ("sface-robust plain", robust_scores, robust.calibration)]:
+    for label, scores, cal in rows:
         for far in (1e-2, 1e-3, 1e-4):
             t = cal.threshold(far)
             obs = float(np.mean(scores >= t))
