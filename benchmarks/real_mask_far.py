@@ -47,7 +47,8 @@ def backbone_rows(engine: Engine, gallery: list[str], crops: list[Path], routed:
     name, label = f"periface-{engine.embedder.name}", engine.embedder.name
     k, d = engine.masked_params.variants, engine.embedder.dim
     fingerprint = pipeline_fingerprint(engine)
-    plain_g = embed_paths(gallery, root / "lfw/images", periface_pipeline(engine), EmbeddingCache(name, "none", fingerprint), d)
+    plain_cache = EmbeddingCache(name, "none", fingerprint)
+    plain_g = embed_paths(gallery, root / "lfw/images", periface_pipeline(engine), plain_cache, d)
     gallery = [p for p in gallery if np.isfinite(plain_g[p]).all()]
     gx = np.stack([plain_g[p] for p in gallery])
     e = np.stack([engine.analyze(load_image(path), crop=True, mask=False).embeddings[0]
@@ -82,7 +83,8 @@ def main() -> int:
         detected.append(faces.detector[0] != "crop")
     rows = []
     for backbone in BACKBONES:
-        rows += backbone_rows(default if backbone == BACKBONES[0] else Engine(backbone), gallery, crops, np.array(routed), root)
+        engine = default if backbone == BACKBONES[0] else Engine(backbone)
+        rows += backbone_rows(engine, gallery, crops, np.array(routed), root)
     doc: dict = {"probes": len(crops), "gallery": len(gallery), "comparisons": int(rows[-1][1].size),
                  "routed_to_masked_path": float(np.mean(routed)), "found_by_a_detector": float(np.mean(detected)),
                  "observed_far": {}}
@@ -97,7 +99,8 @@ def main() -> int:
             table.add_row(label, f"{far:g}", f"{t:.3f}", f"{obs:.2e}", f"{obs / far:.2f}")
     # The reference at its documented tolerance (distance 0.6 -> cosine 0.82 for unit vectors).
     ref = FaceRecognitionReference()
-    ref_g = embed_paths(gallery, root / "lfw/images", reference_pipeline(ref), EmbeddingCache("face_recognition", "none", ref.fingerprint), 128)
+    ref_cache = EmbeddingCache("face_recognition", "none", ref.fingerprint)
+    ref_g = embed_paths(gallery, root / "lfw/images", reference_pipeline(ref), ref_cache, 128)
     rg = np.stack([ref_g[p] for p in gallery if np.isfinite(ref_g[p]).all()])
     re, ref_found = [], 0
     for path in track(crops, description="face_recognition on real masked crops"):

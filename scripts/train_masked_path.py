@@ -76,7 +76,8 @@ def masked_face(engine: Engine, masked: np.ndarray, is_crop: bool, original):
 
 
 def embed_training_set(engine: Engine, items, renders: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    cache = CACHE / f"train-{engine.embedder.name}@{fingerprint_tag(pipeline_fingerprint(engine))}-r{renders}-s{seed}.npz"
+    tag = fingerprint_tag(pipeline_fingerprint(engine))
+    cache = CACHE / f"train-{engine.embedder.name}@{tag}-r{renders}-s{seed}.npz"
     if cache.exists():
         z = np.load(cache)
         return z["plain"], z["masked"]
@@ -116,7 +117,8 @@ def train_adapter(plain: np.ndarray, masked: np.ndarray, seed: int) -> Embedding
 
 def view1_masked(engine: Engine, images: list[str], root: Path, variants: int, seed: int):
     """Per View-1 image: plain embedding, masked-probe embedding, and ``variants`` masked-reference embeddings."""
-    cache = CACHE / f"view1-{engine.embedder.name}@{fingerprint_tag(pipeline_fingerprint(engine))}-k{variants}-s{seed}.npz"
+    tag = fingerprint_tag(pipeline_fingerprint(engine))
+    cache = CACHE / f"view1-{engine.embedder.name}@{tag}-k{variants}-s{seed}.npz"
     if cache.exists():
         z = np.load(cache)
         return z["plain"], z["probe"], z["refs"]

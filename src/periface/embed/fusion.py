@@ -22,7 +22,8 @@ class FusionEmbedder:
         self.name = "fusion"
         self.dim = sum(p.dim for p in parts)
         self.gains = fusion_gains(weights, impostor_std)
-        self.fingerprint = "fusion:" + "+".join(p.fingerprint for p in self.parts) + ":" + ",".join(f"{g:.6f}" for g in self.gains)
+        parts, gains = "+".join(p.fingerprint for p in self.parts), ",".join(f"{g:.6f}" for g in self.gains)
+        self.fingerprint = f"fusion:{parts}:{gains}"
 
     def embed(self, rgb: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         blocks = [g * p.embed(rgb, boxes, landmarks) for g, p in zip(self.gains, self.parts)]

@@ -167,7 +167,8 @@ class RobustSFaceEmbedder:
 
     def _session(self):
         if self._sess is None:
-            self._sess = session(joined_model(verified(self.head_path, self._digest(), self.head_path.name)), self.threads)
+            head = verified(self.head_path, self._digest(), self.head_path.name)
+            self._sess = session(joined_model(head), self.threads)
         return self._sess
 
     def embed(self, rgb: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:

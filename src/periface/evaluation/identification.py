@@ -50,7 +50,8 @@ def evaluate_identification(
                     "non_mated_probes": len(sets["non_mated"]), "pipelines": {}}
     for pl in pipelines:
         tick = progress(pl.name, len(sets["gallery"]) + len(probes)) if progress else None
-        g = embed_paths(sets["gallery"], images_root, pl.run, EmbeddingCache(pl.name, "none", pl.fingerprint), pl.dim, None, tick)
+        gallery_cache = EmbeddingCache(pl.name, "none", pl.fingerprint)
+        g = embed_paths(sets["gallery"], images_root, pl.run, gallery_cache, pl.dim, None, tick)
         counter: dict[str, int] = {}
         probe_cache = EmbeddingCache(pl.name, f"masked-s{seed}" if mask == "probe" else "none", pl.fingerprint)
         q = embed_paths(probes, images_root, pl.run, probe_cache, pl.dim,

@@ -92,11 +92,13 @@ def evaluate_masked_methods(
     from .pipelines import periface_pipeline
 
     tick = progress(f"{name}: references", 2 * len(firsts)) if progress else None
-    plain = embed_paths(firsts, images_root, periface_pipeline(engine), EmbeddingCache(name, "none", pipeline_fingerprint(engine)), d, None, tick)
+    plain_cache = EmbeddingCache(name, "none", pipeline_fingerprint(engine))
+    plain = embed_paths(firsts, images_root, periface_pipeline(engine), plain_cache, d, None, tick)
     refs = embed_reference_variants(firsts, images_root, engine, name, tick)
     tick = progress(f"{name}: masked probes", len(seconds)) if progress else None
     counter: dict[str, int] = {}
-    probes = embed_paths(seconds, images_root, probe_pipeline(engine), EmbeddingCache(name, f"masked-probe-routed-s{seed}", pipeline_fingerprint(engine, routed=True)),
+    probe_cache = EmbeddingCache(name, f"masked-probe-routed-s{seed}", pipeline_fingerprint(engine, routed=True))
+    probes = embed_paths(seconds, images_root, probe_pipeline(engine), probe_cache,
                          d + 1, make_masker(seed, counter), tick)
     a = np.stack([plain[p.a] for p in pairs])
     r = np.stack([refs[p.a] for p in pairs])
@@ -134,12 +136,14 @@ def evaluate_identification_methods(
     sets = lfw_identification_sets(images_root, max_probes, seed)
     d = engine.embedder.dim
     tick = progress(f"{name}: gallery", 2 * len(sets["gallery"])) if progress else None
-    g = embed_paths(sets["gallery"], images_root, periface_pipeline(engine), EmbeddingCache(name, "none", pipeline_fingerprint(engine)), d, None, tick)
+    gallery_cache = EmbeddingCache(name, "none", pipeline_fingerprint(engine))
+    g = embed_paths(sets["gallery"], images_root, periface_pipeline(engine), gallery_cache, d, None, tick)
     refs = embed_reference_variants(sets["gallery"], images_root, engine, name, tick)
     probes_all = sets["mated"] + sets["non_mated"]
     tick = progress(f"{name}: masked probes", len(probes_all)) if progress else None
     counter: dict[str, int] = {}
-    q = embed_paths(probes_all, images_root, probe_pipeline(engine), EmbeddingCache(name, f"masked-probe-routed-s{seed}", pipeline_fingerprint(engine, routed=True)),
+    probe_cache = EmbeddingCache(name, f"masked-probe-routed-s{seed}", pipeline_fingerprint(engine, routed=True))
+    q = embed_paths(probes_all, images_root, probe_pipeline(engine), probe_cache,
                     d + 1, make_masker(seed, counter), tick)
     keep = [p for p in sets["gallery"] if np.isfinite(g[p]).all()]
     gx = np.stack([g[p] for p in keep])
@@ -192,7 +196,8 @@ def fusion_from_caches(pairs_file: Path, *, seed: int = 0) -> dict:
 
     sface, dlib = Engine("sface"), Engine("dlib")
     s_plain = EmbeddingCache("periface-sface", "none", pipeline_fingerprint(sface))
-    s_masked = EmbeddingCache("periface-sface", f"masked-probe-routed-s{seed}", pipeline_fingerprint(sface, routed=True))
+    s_masked = EmbeddingCache("periface-sface", f"masked-probe-routed-s{seed}",
+                              pipeline_fingerprint(sface, routed=True))
     d_plain = EmbeddingCache("periface-dlib", "none", pipeline_fingerprint(dlib))
     d_masked = EmbeddingCache("periface-dlib", f"masked-s{seed}", pipeline_fingerprint(dlib))
 
