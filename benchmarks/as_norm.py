@@ -27,8 +27,8 @@ from periface import Engine  # noqa: E402
 from periface.evaluation.pipelines import EmbeddingCache, pipeline_fingerprint  # noqa: E402
 
 
-def vectors(variant: str) -> dict[str, np.ndarray]:
-    store = EmbeddingCache("periface-sface-robust", variant, pipeline_fingerprint(Engine("sface-robust"))).store
+def vectors(variant: str, fingerprint: str) -> dict[str, np.ndarray]:
+    store = EmbeddingCache("periface-sface-robust", variant, fingerprint).store
     return {k: v for k, v in store.items() if np.isfinite(v).all()}
 
 
@@ -37,7 +37,8 @@ def main() -> int:
     same = np.array([p.same for p in pairs])
     folds = np.array([p.fold for p in pairs])
     view2_people = {x.split("/")[0] for p in pairs for x in (p.a, p.b)}
-    plain, masked = vectors("none"), vectors("masked-s0")
+    fingerprint = pipeline_fingerprint(Engine("sface-robust"))
+    plain, masked = vectors("none", fingerprint), vectors("masked-s0", fingerprint)
     if not masked:
         sys.exit("no cached masked-probe embeddings: run python benchmarks/lfw_verify.py --mask probe first")
     a = np.stack([plain[p.a] for p in pairs])

@@ -32,6 +32,7 @@ from periface.evaluation.datasets import require_datasets  # noqa: E402
 from periface.evaluation.pipelines import (EmbeddingCache, embed_paths, periface_pipeline,  # noqa: E402
                                           pipeline_fingerprint, reference_pipeline)
 from periface.evaluation.reference import FaceRecognitionReference  # noqa: E402
+from periface.faces import Faces  # noqa: E402
 from periface.evaluation.report import write_json  # noqa: E402
 from periface.image import load_image  # noqa: E402
 from periface.masked import fuse, masked_reference_scores  # noqa: E402
@@ -40,7 +41,7 @@ from periface.masked import fuse, masked_reference_scores  # noqa: E402
 BACKBONES = ("sface-robust", "sface")  # the default first: its cached masked references define the gallery
 
 
-def backbone_rows(engine: Engine, gallery: list[str], crops: list[Path], routed: np.ndarray,
+def backbone_rows(engine: Engine, gallery: list[str], probes: list[tuple[np.ndarray, Faces]], routed: np.ndarray,
                   root: Path) -> list[tuple[str, np.ndarray, object]]:
     """(label, impostor scores, calibration) of the plain path and, when the gallery's masked references are cached,
     of the masked path with the probes the mask classifier routes there."""
@@ -51,8 +52,8 @@ def backbone_rows(engine: Engine, gallery: list[str], crops: list[Path], routed:
     plain_g = embed_paths(gallery, root / "lfw/images", periface_pipeline(engine), plain_cache, d)
     gallery = [p for p in gallery if np.isfinite(plain_g[p]).all()]
     gx = np.stack([plain_g[p] for p in gallery])
-    e = np.stack([engine.analyze(load_image(path), crop=True, mask=False).embeddings[0]
-                  for path in track(crops, description=f"{label}: real masked crops")])
+    e = np.stack([engine.describe(rgb, faces, mask=False).embeddings[0]
+                  for rgb, faces in track(probes, description=f"{label}: real masked crops")])
     rows = [(f"{label} plain", e @ gx.T, engine.calibration)]
     refs = EmbeddingCache(name, f"masked-refs-k{k}", fingerprint)
     if engine.has_masked_path and all(refs.get(p) is not None for p in gallery):
@@ -76,15 +77,16 @@ def main() -> int:
               f"benchmarks/lfw_masked.py --backbones {BACKBONES[0]} first")
         return 1
     crops = sorted((root / "mask-crops/with_mask").glob("*"))
-    routed, detected = [], []
+    probes = []  # (image, its face found and classified once), shared by every backbone
     for path in track(crops, description="routing and detection of the real masked crops"):
-        faces = default.analyze(load_image(path), crop=True, embed=False)
-        routed.append(faces.mask[0] != "none")
-        detected.append(faces.detector[0] != "crop")
+        rgb = load_image(path)
+        probes.append((rgb, default.analyze(rgb, crop=True, embed=False)))
+    routed = np.array([faces.mask[0] != "none" for _, faces in probes])
+    detected = np.array([faces.detector[0] != "crop" for _, faces in probes])
     rows = []
     for backbone in BACKBONES:
         engine = default if backbone == BACKBONES[0] else Engine(backbone)
-        rows += backbone_rows(engine, gallery, crops, np.array(routed), root)
+        rows += backbone_rows(engine, gallery, probes, routed, root)
     doc: dict = {"probes": len(crops), "gallery": len(gallery), "comparisons": int(rows[-1][1].size),
                  "routed_to_masked_path": float(np.mean(routed)), "found_by_a_detector": float(np.mean(detected)),
                  "observed_far": {}}
@@ -103,8 +105,7 @@ def main() -> int:
     ref_g = embed_paths(gallery, root / "lfw/images", reference_pipeline(ref), ref_cache, 128)
     rg = np.stack([ref_g[p] for p in gallery if np.isfinite(ref_g[p]).all()])
     re, ref_found = [], 0
-    for path in track(crops, description="face_recognition on real masked crops"):
-        rgb = load_image(path)
+    for rgb, _ in track(probes, description="face_recognition on real masked crops"):
         boxes = ref.boxes(rgb)
         if len(boxes):
             ref_found += 1

@@ -17,6 +17,7 @@ five landmarks are guesses.
 from __future__ import annotations
 
 import threading
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
@@ -54,8 +55,13 @@ class OnnxMaskClassifier:
 
     def __init__(self, path: Path = MODEL_FILE) -> None:
         self._session = onnx_session(path, threads=1)
-        self.fingerprint = f"mask_state:{file_sha256(path)[:16]}"
+        self._path = Path(path)
         self._lock = threading.Lock()
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Names the weights (for the benchmarks' embedding caches); hashed on first use, not on every load."""
+        return f"mask_state:{file_sha256(self._path)[:16]}"
 
     @classmethod
     def load(cls, path: Path = MODEL_FILE) -> "OnnxMaskClassifier":
