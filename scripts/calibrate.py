@@ -33,7 +33,8 @@ def embed_view1(embedder: str) -> tuple[list[str], np.ndarray]:
     root = require_datasets() / "lfw"
     images = pair_images(read_pairs(root / "pairsDevTrain.txt"))
     engine = Engine(embedder)
-    cache = EmbeddingCache(embedder, "none", pipeline_fingerprint(engine))
+    # the evaluation pipelines' cache: the same vectors (same detection, embedder and fingerprint), computed once
+    cache = EmbeddingCache(f"periface-{embedder}", "none", pipeline_fingerprint(engine))
     vectors = embed_paths(track(images, description=f"embedding View-1 with {embedder}"), root / "images",
                           periface_pipeline(engine), cache, engine.embedder.dim)
     return images, np.stack([vectors[p] for p in images])
