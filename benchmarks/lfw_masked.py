@@ -95,9 +95,7 @@ def main() -> int:
     for title, header, rows in (("View-2 verification, probe masked", vh, ver_rows),
                                 ("identification, masked probes", ih, id_rows)):
         if rows:
-            t = Table(title=title)
-            for h in header:
-                t.add_column(h)
+            t = Table(*header, title=title)
             for r in rows:
                 t.add_row(*r)
             console.print(t)

@@ -154,6 +154,6 @@ def test_login_with_a_bad_key_is_refused(server, browser) -> None:
     page = _login(browser, base, "pfk_wrong")
     assert page.url.endswith("/login")
     assert "unknown API key" in page.inner_text("#error")
-    response = page.goto(base + "/search")
+    page.goto(base + "/search")
     assert page.url.split("?")[0].endswith("/login")  # no session: back to the login
     page.close()

@@ -122,9 +122,7 @@ def _show(as_json: bool, doc: dict, header: list[str], rows: list[list[str]], ti
     if as_json:
         sys.stdout.write(json.dumps(doc, default=str) + "\n")
         return
-    table = Table(title=title)
-    for h in header:
-        table.add_column(h)
+    table = Table(*header, title=title)
     for r in rows:
         table.add_row(*r)
     console.print(table)
