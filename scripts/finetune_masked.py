@@ -44,6 +44,8 @@ on the way (docs/robust_backbone.md), from the same renders:
     python scripts/finetune_masked.py train --tag v6d --stages conv13 --epochs 4 --lr 5e-5 --plain-weight 4 --rounds 2 --threads 2
     python scripts/finetune_masked.py train --tag v6e --stages conv13 --epochs 4 --lr 5e-5 --plain-weight 8 --rounds 2 --threads 2
     python scripts/finetune_masked.py train --tag v7 --stages conv12 --epochs 4 --lr 5e-5 --plain-weight 4 --rounds 2 --threads 2
+    for r in 0 1 2; do for s in 0 1 2 3; do python scripts/finetune_masked.py features --cut conv_10 --round $r --shard $s --of 4; done; done
+    python scripts/finetune_masked.py train --tag v9 --stages conv11 --epochs 4 --lr 5e-5 --plain-weight 8 --rounds 2 --threads 2  # interrupted
     for t in v6 v6c v6d v6e v7; do python scripts/finetune_masked.py export --tag $t; done
     python scripts/finetune_masked.py evaluate --tags v6 v6c v6d v6e --baseline  # View-2 and dev_view1 numbers per head
     python scripts/finetune_masked.py evaluate --tags v6d --mirror             # the same, mirror-averaged, on the crops
@@ -251,7 +253,8 @@ def _occluder(img: np.ndarray, rng: np.random.Generator, donor: np.ndarray) -> n
 
 
 # Where the cached trunk may stop: unit -> (feature-file stem, shape of its output)
-CUTS = {"conv_13": ("feat", (1024, 7, 7)), "conv_12": ("feat12", (512, 14, 14)), "conv_11": ("feat11", (512, 14, 14))}
+CUTS = {"conv_13": ("feat", (1024, 7, 7)), "conv_12": ("feat12", (512, 14, 14)), "conv_11": ("feat11", (512, 14, 14)),
+        "conv_10": ("feat10", (512, 14, 14))}
 
 
 def _trunk_session(cut: str = CUT):
@@ -366,8 +369,10 @@ TRAINED_UNITS = {  # --stages: the trunk units trained besides the head (bn1, pr
     "conv14": ["conv_14_dw", "conv_14"],
     "conv13": ["conv_13_dw", "conv_13", "conv_14_dw", "conv_14"],
     "conv12": ["conv_12_dw", "conv_12", "conv_13_dw", "conv_13", "conv_14_dw", "conv_14"],
+    "conv11": ["conv_11_dw", "conv_11", "conv_12_dw", "conv_12", "conv_13_dw", "conv_13", "conv_14_dw", "conv_14"],
 }
-STAGE_CUT = {"head": CUT, "conv14": CUT, "conv13": "conv_12", "conv12": "conv_11"}  # cached trunk output per --stages
+STAGE_CUT = {"head": CUT, "conv14": CUT, "conv13": "conv_12", "conv12": "conv_11",
+              "conv11": "conv_10"}  # cached trunk output per --stages
 def _load_train(rounds: int = 0, cut: str = CUT) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Trunk features (S, C, H, W) float16 after unit ``cut`` for every sample, its face index and kind (index into
     KINDS), and the identity index per face. Round 0 gives 4 samples per face (plain first), each extra round 3
