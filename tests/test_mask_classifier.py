@@ -12,6 +12,7 @@ from periface.faces import MASK_STATES
 from periface.image import context_crop, load_image
 from periface.mask.classify import (
     CONTEXT, INPUT_PX, MODEL_FILE, OnnxMaskClassifier, default_mask_classifier, nose_mouth_visibility,
+    visibility_from_cues,
 )
 
 
@@ -99,6 +100,18 @@ def test_nose_and_mouth_visibility(clf, finder, obama):
     faces = finder.find(masked)
     covered = nose_mouth_visibility(masked, faces, clf.probabilities(masked, faces))
     assert np.all(covered < 0.5)
+
+
+@pytest.mark.parametrize("p, skin, nose, mouth", [
+    ((1, 0, 0), (0.5, 0.5), True, True),      # no mask, no colour evidence (a small face)
+    ((0, 1, 0), (0.5, 0.5), False, False),    # worn correctly
+    ((0, 0, 1), (0.9, 0.05), True, False),    # worn under the nose: nose skin-coloured, lips not
+    ((0, 0, 1), (0.9, 0.9), True, True),      # pulled down under the chin
+])
+def test_fitted_visibility_model_reads_the_cues_the_right_way(p, skin, nose, mouth):
+    visible = visibility_from_cues(np.array([p], np.float32), np.array([skin], np.float32))[0]
+    assert (visible[0] > 0.5, visible[1] > 0.5) == (nose, mouth)
+    assert visibility_from_cues(np.zeros((0, 3)), np.zeros((0, 2))).shape == (0, 2)
 
 
 def test_masked_crops_are_routed_as_masked(clf, datasets):

@@ -16,8 +16,9 @@ five landmarks are guesses.
 
 from __future__ import annotations
 
+import json
 import threading
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -96,7 +97,11 @@ def default_mask_classifier() -> MaskClassifier:
 _NOSE_POINTS = (1, 4, 5, 98, 327, 2)
 _MOUTH_POINTS = (0, 13, 14, 17, 61, 291, 37, 267, 84, 314)
 _SKIN_POINTS = (118, 347, 117, 346, 50, 280)
+_PARTS = (_NOSE_POINTS, _MOUTH_POINTS)
 _SKIN_SIGMA = 9.0  # Lab chroma distance (a*, b*) at which a patch stops looking like the face's own skin
+
+
+VISIBILITY_FILE = PACKAGE_DATA / "visibility.json"  # logistic weights per part, ``benchmarks/nose_mouth_visibility.py --fit``
 
 
 def nose_mouth_visibility(
@@ -105,38 +110,66 @@ def nose_mouth_visibility(
     """(N, 2) probabilities that the nose and the mouth of each face are visible (not under a mask).
 
     Two cues: the mask-state CNN (``probabilities``, from ``OnnxMaskClassifier.probabilities``; computed when
-    None), and Face Mesh, which places nose and lips even under a mask, so the colour there can be compared with
-    the skin under the eyes. A face "none" shows both; "incorrect" almost always shows the nose, and shows the mouth
-    when the lips' colour is skin-like (a mask under the chin). Faces under ``min_face_px`` or without a mesh get
-    the CNN's cue alone (skin-likeness 0.5).
+    None), and the colour at nose and lips against the skin under the eyes (``skin_likeness``). A face "none" shows
+    both; "incorrect" almost always shows the nose, and shows the mouth when the lips look like skin (a mask under
+    the chin). A logistic model per part, fitted on the train split of real, MaskedFace-Net, scene and rendered faces
+    (``VISIBILITY_FILE``), weighs them.
 
     >>> nose_mouth_visibility(rgb, faces)[:, 0]        # doctest: +SKIP
     array([0.98, 0.03], dtype=float32)
     """
     if probabilities is None:
         probabilities = OnnxMaskClassifier.load().probabilities(rgb, faces) if len(faces) else np.zeros((0, 3))
+    return visibility_from_cues(probabilities, skin_likeness(rgb, faces, landmarker, min_face_px))
+
+
+def skin_likeness(rgb: np.ndarray, faces: Faces, landmarker=None, min_face_px: int = 24) -> np.ndarray:
+    """(N, 2) how much the nose and the lips look like the face's own skin, in [0, 1] (1: same chroma).
+
+    Face Mesh places both even under a mask; their (a*, b*) chroma is compared with the skin under the eyes. Faces
+    under ``min_face_px`` or without a mesh get 0.5 (no evidence).
+    """
+    out = np.full((len(faces), len(_PARTS)), 0.5, np.float32)
     if len(faces) == 0:
-        return np.zeros((0, 2), np.float32)
+        return out
     if landmarker is None:
         from ..landmarks.facemesh import FaceMeshLandmarker
 
         landmarker = FaceMeshLandmarker()
     lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
-    out = np.zeros((len(faces), 2), np.float32)
     for i, box in enumerate(faces.boxes):
-        skin_like = np.array([0.5, 0.5], np.float32)
-        if min(box[2] - box[0], box[3] - box[1]) >= min_face_px:
-            mesh = landmarker.landmarks(rgb, box)
-            if mesh is not None:
-                radius = max(1, int(0.04 * (box[2] - box[0])))
-                ref = _patch_chroma(lab, mesh, _SKIN_POINTS, radius)
-                for j, pts in enumerate((_NOSE_POINTS, _MOUTH_POINTS)):
-                    d = np.linalg.norm(_patch_chroma(lab, mesh, pts, radius) - ref)
-                    skin_like[j] = float(np.exp(-0.5 * (d / _SKIN_SIGMA) ** 2))
-        p_none, _, p_incorrect = probabilities[i]
-        out[i, 0] = p_none + p_incorrect * (0.5 + 0.5 * skin_like[0])
-        out[i, 1] = p_none + p_incorrect * skin_like[1]
-    return np.clip(out, 0, 1)
+        if min(box[2] - box[0], box[3] - box[1]) < min_face_px:
+            continue
+        mesh = landmarker.landmarks(rgb, box)
+        if mesh is None:
+            continue
+        radius = max(1, int(0.04 * (box[2] - box[0])))
+        ref = _patch_chroma(lab, mesh, _SKIN_POINTS, radius)
+        for j, pts in enumerate(_PARTS):
+            d = np.linalg.norm(_patch_chroma(lab, mesh, pts, radius) - ref)
+            out[i, j] = float(np.exp(-0.5 * (d / _SKIN_SIGMA) ** 2))
+    return out
+
+
+def visibility_features(probabilities: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """The logistic models' inputs: P(none), P(incorrect), the skin-likenesses, and each gated by P(incorrect)."""
+    p_none, p_incorrect = probabilities[:, :1], probabilities[:, 2:3]
+    return np.hstack([p_none, p_incorrect, skin, p_incorrect * skin]).astype(np.float64)
+
+
+def visibility_from_cues(probabilities: np.ndarray, skin: np.ndarray, path: Path = VISIBILITY_FILE) -> np.ndarray:
+    """(N, 2) visibility of nose and mouth from the CNN's probabilities and ``skin_likeness``."""
+    if len(probabilities) == 0:
+        return np.zeros((0, 2), np.float32)
+    params = _visibility_params(path)
+    x = visibility_features(np.asarray(probabilities), np.asarray(skin))
+    z = np.column_stack([x @ np.array(params[part]["coef"]) + params[part]["intercept"] for part in ("nose", "mouth")])
+    return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+
+
+@lru_cache(maxsize=4)
+def _visibility_params(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
 
 
 def _patch_chroma(lab: np.ndarray, mesh: np.ndarray, points: tuple[int, ...], radius: int) -> np.ndarray:
