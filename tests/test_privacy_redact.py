@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import ExifTags, Image
 
-from periface.privacy.redact import coverage, expand_boxes, redact_file, redact_image
+from periface.privacy.redact import coverage, expand_boxes, redact_file, redact_image, redaction_margins
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -99,6 +99,15 @@ def test_boxes_at_the_border_and_tiny_boxes() -> None:
     out = redact_image(img, np.array([[-10, -10, 5, 5], [48, 48, 60, 60], [20, 20, 20.5, 20.5]]), "pixelate")
     assert out.shape == img.shape
     assert np.array_equal(expand_boxes(np.array([[-10, -10, 5, 5]]), img.shape, 0.25), np.array([[0, 0, 9, 9]]))
+
+
+def test_small_faces_get_a_wider_margin() -> None:
+    boxes = np.array([[0, 0, 10, 10], [0, 0, 16, 16], [0, 0, 32, 32], [0, 0, 48, 48], [0, 0, 200, 100]])
+    m = redaction_margins(boxes, 0.25)
+    assert m[0] == m[1] == 0.75 and m[3] == m[4] == 0.25
+    assert m[1] > m[2] > m[3]
+    # Per-box margins reach the pixels: a 10 px face is blurred 7.5 px beyond its box, a 100 px one 25 px.
+    assert expand_boxes(np.array([[50, 50, 60, 60]]), (200, 200), m[:1]).tolist() == [[42, 42, 68, 68]]
 
 
 def test_bad_arguments() -> None:

@@ -136,7 +136,7 @@ def redact(
     images: List[Path] = typer.Argument(..., help="image files"),
     out_dir: Path = typer.Option(..., "--out", "-o", help="folder for the redacted copies (same names)"),
     method: str = typer.Option("blur", help="blur | pixelate"),
-    margin: float = typer.Option(0.25, help="grow each face box by this share of its size on every side"),
+    margin: float = typer.Option(0.25, help="grow each face box by this share of its size on every side (up to 3x for faces under 48 px)"),
     as_json: bool = JsonOpt,
 ) -> None:
     """Blur or pixelate every face, masked or not, and write copies with no EXIF/GPS/XMP metadata."""

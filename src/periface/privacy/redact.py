@@ -31,15 +31,18 @@ _KEEP_SUFFIXES = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP
 class RecallDetector:
     """Face boxes tuned for redaction, where a missed face is a leak and a false alarm only blurs a patch.
 
-    The union of every detector (YuNet, BlazeFace short and full range), a low score threshold, faces down to
-    8 pixels, and small images upscaled 2x first so that background faces reach the detectors' working size.
-    On the first 30 mask-scenes images this takes recall (face >= 80 % covered) from 0.51 with the
-    identification settings to 0.98.
+    The union of every detector (YuNet, BlazeFace short and full range) at a low score threshold, faces down to
+    8 pixels, small images upscaled 2x first so that background faces reach the detectors' working size, and the
+    crowd detector's fused candidates down to a probability of ``crowd_probability`` (its YuNet passes at other
+    scales and its second look find small faces the others miss). Measured on mask-scenes in PRIVACY.md.
     """
 
-    def __init__(self, score: float = 0.3, min_face_px: int = 8, upscale_below: int = 1280) -> None:
+    def __init__(self, score: float = 0.3, min_face_px: int = 8, upscale_below: int = 1280,
+                 crowd_probability: float | None = 0.1) -> None:
         self.score, self.min_face_px, self.upscale_below = score, min_face_px, upscale_below
+        self.crowd_probability = crowd_probability
         self._finder = None
+        self._crowd = None
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         if self._finder is None:
@@ -51,7 +54,14 @@ class RecallDetector:
         h, w = rgb.shape[:2]
         k = 2 if max(h, w) <= self.upscale_below else 1
         img = cv2.resize(rgb, None, fx=k, fy=k, interpolation=cv2.INTER_CUBIC) if k > 1 else rgb
-        return np.asarray(self._finder.find_all(img).boxes, dtype=np.float64).reshape(-1, 4) / k
+        boxes = [np.asarray(self._finder.find_all(img).boxes, dtype=np.float64).reshape(-1, 4) / k]
+        if self.crowd_probability is not None:
+            if self._crowd is None:
+                from ..detect.crowd import CrowdFinder
+
+                self._crowd = CrowdFinder.default(threshold=self.crowd_probability)
+            boxes.append(np.asarray(self._crowd.find(rgb).boxes, dtype=np.float64).reshape(-1, 4))
+        return np.vstack(boxes)
 
 
 _default: RecallDetector | None = None
@@ -65,12 +75,14 @@ def default_detector(rgb: np.ndarray) -> np.ndarray:
     return _default(rgb)
 
 
-def expand_boxes(boxes: np.ndarray, shape: tuple[int, ...], margin: float) -> np.ndarray:
-    """Grow each xyxy box by ``margin`` of its width/height on every side, clip to the image; int (N, 4)."""
+def expand_boxes(boxes: np.ndarray, shape: tuple[int, ...], margin: float | np.ndarray) -> np.ndarray:
+    """Grow each xyxy box by ``margin`` (one for all, or one per box) of its width/height on every side, clip to
+    the image; int (N, 4)."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     h, w = shape[:2]
     bw = boxes[:, 2] - boxes[:, 0]
     bh = boxes[:, 3] - boxes[:, 1]
+    margin = np.broadcast_to(np.asarray(margin, dtype=np.float64), bw.shape)
     grown = np.stack(
         [boxes[:, 0] - margin * bw, boxes[:, 1] - margin * bh, boxes[:, 2] + margin * bw, boxes[:, 3] + margin * bh],
         axis=1,
@@ -81,6 +93,20 @@ def expand_boxes(boxes: np.ndarray, shape: tuple[int, ...], margin: float) -> np
     out[:, :2] = np.floor(grown[:, :2])
     out[:, 2:] = np.ceil(grown[:, 2:])
     return out
+
+
+# Boxes on faces of a few pixels are often a few pixels off: a larger margin there costs little area and keeps
+# the face inside the blur. Chosen on the train split of mask-scenes (PRIVACY.md).
+SMALL_FACE_PX, LARGE_FACE_PX, SMALL_FACE_MARGIN_FACTOR = 16, 48, 3.0
+
+
+def redaction_margins(boxes: np.ndarray, margin: float) -> np.ndarray:
+    """Per-box margin: ``margin`` for faces of ``LARGE_FACE_PX`` and more, rising linearly to
+    ``SMALL_FACE_MARGIN_FACTOR`` x ``margin`` for faces of ``SMALL_FACE_PX`` and less (shorter side)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    side = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    small = np.clip((LARGE_FACE_PX - side) / (LARGE_FACE_PX - SMALL_FACE_PX), 0.0, 1.0)
+    return margin * (1.0 + (SMALL_FACE_MARGIN_FACTOR - 1.0) * small)
 
 
 def _pixelate(region: np.ndarray) -> np.ndarray:
@@ -101,7 +127,8 @@ def _blur(region: np.ndarray) -> np.ndarray:
 
 
 def redact_image(rgb: np.ndarray, boxes: np.ndarray, method: Method = "blur", margin: float = 0.25) -> np.ndarray:
-    """A copy of ``rgb`` with every box (N, 4 xyxy), grown by ``margin``, blurred or pixelated.
+    """A copy of ``rgb`` with every box (N, 4 xyxy), grown by ``margin`` (more for small faces:
+    ``redaction_margins``), blurred or pixelated.
 
     >>> img = np.zeros((100, 100, 3), np.uint8); img[40:60, 40:60] = 255
     >>> redact_image(img, np.array([[40, 40, 60, 60]]), "pixelate")[50, 50].tolist() != [255, 255, 255]
@@ -113,7 +140,7 @@ def redact_image(rgb: np.ndarray, boxes: np.ndarray, method: Method = "blur", ma
         raise ValueError("margin must be >= 0")
     out = np.array(rgb, dtype=np.uint8, copy=True)
     apply = _blur if method == "blur" else _pixelate
-    for x0, y0, x1, y1 in expand_boxes(boxes, out.shape, margin):
+    for x0, y0, x1, y1 in expand_boxes(boxes, out.shape, redaction_margins(boxes, margin)):
         if x1 - x0 < 1 or y1 - y0 < 1:
             continue
         out[y0:y1, x0:x1] = apply(np.ascontiguousarray(out[y0:y1, x0:x1]))
@@ -201,10 +228,14 @@ def redaction_recall(
     margin: float = 0.25,
     min_coverage: float = 0.8,
     limit: int | None = None,
+    select: Callable[[str], bool] | None = None,
+    grow_small_faces: bool = True,
 ) -> dict:
-    """Share of annotated faces whose box is at least ``min_coverage`` inside a redacted region, per label.
+    """Share of annotated faces whose box is at least ``min_coverage`` inside a redacted region, per label and per
+    face size, with what it costs: boxes that overlap no annotated face and the share of the image blurred.
 
-    ``scene_dir`` holds ``images/*.jpg`` and ``annotations/*.xml`` (the layout of ``mask-scenes``).
+    ``scene_dir`` holds ``images/*.jpg`` and ``annotations/*.xml`` (the layout of ``mask-scenes``); ``select`` keeps
+    the images whose file name it accepts; ``grow_small_faces=False`` applies ``margin`` to every box alike.
     """
     scene_dir = Path(scene_dir)
     detector = detector or default_detector
@@ -212,24 +243,29 @@ def redaction_recall(
     if limit is not None:
         xmls = xmls[:limit]
     hits: dict[str, list[int]] = {}
+    by_size: dict[str, list[int]] = {"< 32 px": [], ">= 32 px": []}
     images = detections = stray = 0
+    blurred = []
     for xml in xmls:
         image = scene_dir / "images" / (xml.stem + ".jpg")
-        if not image.exists():
+        if not image.exists() or (select is not None and not select(image.name)):
             continue
         truth, labels = read_voc_boxes(xml)
         # Annotations are in the stored pixel grid: decode without EXIF rotation to match them.
         rgb = np.asarray(Image.open(image).convert("RGB"))
         found = np.asarray(detector(rgb), dtype=np.float64).reshape(-1, 4)
-        regions = expand_boxes(found, rgb.shape, margin)
-        for label, cov in zip(labels, coverage(truth, regions, rgb.shape)):
+        regions = expand_boxes(found, rgb.shape, redaction_margins(found, margin) if grow_small_faces else margin)
+        sides = np.minimum(truth[:, 2] - truth[:, 0], truth[:, 3] - truth[:, 1])
+        for label, side, cov in zip(labels, sides, coverage(truth, regions, rgb.shape)):
             hits.setdefault(label, []).append(int(cov >= min_coverage))
+            by_size["< 32 px" if side < 32 else ">= 32 px"].append(int(cov >= min_coverage))
         # A detection that overlaps no annotated face: a patch blurred for nothing (or an unannotated face).
         detections += len(found)
         if len(found) and len(truth):
             stray += int((_iou(found, truth).max(axis=1) < 0.1).sum())
         else:
             stray += len(found)
+        blurred.append(float(coverage(np.array([[0, 0, rgb.shape[1], rgb.shape[0]]]), regions, rgb.shape)[0]))
         images += 1
     every = [h for per in hits.values() for h in per]
     return {
@@ -237,9 +273,12 @@ def redaction_recall(
         "faces": len(every),
         "recall": float(np.mean(every)) if every else 0.0,
         "by_label": {k: {"faces": len(v), "recall": float(np.mean(v))} for k, v in sorted(hits.items())},
+        "by_size": {k: {"faces": len(v), "recall": float(np.mean(v)) if v else None} for k, v in by_size.items()},
         "detections": detections,
         "detections_off_any_face": stray,
+        "blurred_share_of_image": float(np.mean(blurred)) if blurred else 0.0,
         "margin": margin,
+        "grow_small_faces": grow_small_faces,
         "min_coverage": min_coverage,
     }
 
