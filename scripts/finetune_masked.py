@@ -379,14 +379,15 @@ def _load_train(rounds: int = 0, cut: str = CUT) -> tuple[np.ndarray, np.ndarray
     masked ones."""
     ident = {r[2]: r[1] for r in read_list()}
     feats, faces, kinds, paths = [], [], [], []
-    shards = [s for s in range(4) if (CACHE / f"feat_{s}of4_meta.npz").exists()]
-    print(f"training on feature shards {shards}, {rounds} extra rounds", flush=True)
+    stem0 = CUTS[cut][0]
+    shards = [s for s in range(4) if (CACHE / f"{stem0}_{s}of4_meta.npz").exists()]
+    print(f"training on {stem0} shards {shards}, {rounds} extra rounds", flush=True)
     for shard in shards:
-        meta = np.load(CACHE / f"feat_{shard}of4_meta.npz")
+        meta = np.load(CACHE / f"{stem0}_{shard}of4_meta.npz")
         n, first = len(meta["paths"]), len(paths)
         paths += [str(p) for p in meta["paths"]]
         for r in range(rounds + 1):
-            stem = f"{CUTS[cut][0]}_r{r}_{shard}of4" if r else f"{CUTS[cut][0]}_{shard}of4"
+            stem = f"{stem0}_r{r}_{shard}of4" if r else f"{stem0}_{shard}of4"
             if r and [str(p) for p in np.load(CACHE / f"{stem}_meta.npz")["paths"]] != paths[first:]:
                 raise RuntimeError(f"{stem}: faces differ from round 0")
             per_face = len(KINDS) - (1 if r else 0)
