@@ -45,7 +45,7 @@ on the way (docs/robust_backbone.md), from the same renders:
     python scripts/finetune_masked.py train --tag v6e --stages conv13 --epochs 4 --lr 5e-5 --plain-weight 8 --rounds 2 --threads 2
     python scripts/finetune_masked.py train --tag v7 --stages conv12 --epochs 4 --lr 5e-5 --plain-weight 4 --rounds 2 --threads 2
     for r in 0 1 2; do for s in 0 1 2 3; do python scripts/finetune_masked.py features --cut conv_10 --round $r --shard $s --of 4; done; done
-    python scripts/finetune_masked.py train --tag v9 --stages conv11 --epochs 4 --lr 5e-5 --plain-weight 8 --rounds 2 --threads 2  # interrupted
+    python scripts/finetune_masked.py train --tag v9 --stages conv11 --epochs 4 --lr 5e-5 --plain-weight 8 --rounds 2 --threads 2  # not shipped
     for t in v6 v6c v6d v6e v7; do python scripts/finetune_masked.py export --tag $t; done
     python scripts/finetune_masked.py evaluate --tags v6 v6c v6d v6e --baseline  # View-2 and dev_view1 numbers per head
     python scripts/finetune_masked.py evaluate --tags v6d --mirror             # the same, mirror-averaged, on the crops
