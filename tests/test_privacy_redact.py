@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from PIL import ExifTags, Image
 
-from periface.privacy.redact import coverage, expand_boxes, redact_file, redact_image, redaction_margins
+from periface.privacy.redact import (
+    coverage, expand_boxes, merge_overlapping, redact_file, redact_image, redaction_margins,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -108,6 +110,15 @@ def test_small_faces_get_a_wider_margin() -> None:
     assert m[1] > m[2] > m[3]
     # Per-box margins reach the pixels: a 10 px face is blurred 7.5 px beyond its box, a 100 px one 25 px.
     assert expand_boxes(np.array([[50, 50, 60, 60]]), (200, 200), m[:1]).tolist() == [[42, 42, 68, 68]]
+
+
+def test_one_box_per_face_when_detectors_agree() -> None:
+    boxes = np.array([[10, 10, 50, 50], [12, 8, 52, 49], [100, 100, 120, 120], [11, 11, 49, 52]], float)
+    merged = merge_overlapping(boxes)
+    assert len(merged) == 2
+    face = merged[np.argmin(merged[:, 0])]
+    assert face.tolist() == [10, 8, 52, 52]  # encloses every box it replaced
+    assert merge_overlapping(np.zeros((0, 4))).shape == (0, 4)
 
 
 def test_bad_arguments() -> None:

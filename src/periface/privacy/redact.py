@@ -61,7 +61,24 @@ class RecallDetector:
 
                 self._crowd = CrowdFinder.default(threshold=self.crowd_probability)
             boxes.append(np.asarray(self._crowd.find(rgb).boxes, dtype=np.float64).reshape(-1, 4))
-        return np.vstack(boxes)
+        return merge_overlapping(np.vstack(boxes))
+
+
+def merge_overlapping(boxes: np.ndarray, iou: float = 0.3) -> np.ndarray:
+    """One box per face when several detectors found it: boxes overlapping by ``iou`` or more are replaced by the
+    box enclosing them (never smaller than any of them, so no face is uncovered by merging)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    merged = True
+    while merged and len(boxes) > 1:
+        merged = False
+        overlap = _iou(boxes, boxes)
+        np.fill_diagonal(overlap, 0.0)
+        i, j = np.unravel_index(np.argmax(overlap), overlap.shape)
+        if overlap[i, j] >= iou:
+            enclosing = np.concatenate([np.minimum(boxes[i, :2], boxes[j, :2]), np.maximum(boxes[i, 2:], boxes[j, 2:])])
+            boxes = np.vstack([np.delete(boxes, [i, j], axis=0), enclosing[None]])
+            merged = True
+    return boxes
 
 
 _default: RecallDetector | None = None
