@@ -57,7 +57,8 @@ from periface.faces import Faces  # noqa: E402
 from periface.image import load_image  # noqa: E402
 from periface.landmarks.facemesh import FaceMeshLandmarker  # noqa: E402
 from periface.mask.classify import (  # noqa: E402
-    _SKIN_SIGMA, VISIBILITY_FILE, OnnxMaskClassifier, skin_likeness, visibility_features, visibility_from_cues,
+    VISIBILITY_FILE, OnnxMaskClassifier, patch_chroma, skin_likeness, skin_similarity, visibility_features,
+    visibility_from_cues,
 )
 from periface.mask.render import add_mask  # noqa: E402
 from periface.models import model_path  # noqa: E402
@@ -134,17 +135,8 @@ class LandmarkColourReference:
         lips = nose_base + np.array([[x, y] for x in (-0.2, 0.0, 0.2) for y in (0.3, 0.45)], np.float32) * d
         lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
         radius = max(1, int(0.04 * (box[2] - box[0])))
-        ref = _chroma(lab, cheeks, radius)
-        return tuple(float(np.exp(-0.5 * (np.linalg.norm(_chroma(lab, p, radius) - ref) / _SKIN_SIGMA) ** 2))
-                     for p in (nose, lips))
-
-
-def _chroma(lab: np.ndarray, points: np.ndarray, radius: int) -> np.ndarray:
-    h, w = lab.shape[:2]
-    values = [lab[max(0, int(y) - radius):min(h, int(y) + radius + 1), max(0, int(x) - radius):min(w, int(x) + radius + 1), 1:]
-              .reshape(-1, 2) for x, y in points]
-    values = [v for v in values if len(v)]
-    return np.median(np.concatenate(values), axis=0) if values else np.zeros(2, np.float32)
+        skin = patch_chroma(lab, cheeks, radius)
+        return tuple(skin_similarity(patch_chroma(lab, p, radius), skin) for p in (nose, lips))
 
 
 def hand_rule(p: np.ndarray, skin: np.ndarray) -> np.ndarray:

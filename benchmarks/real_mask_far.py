@@ -32,8 +32,8 @@ from periface.evaluation.datasets import require_datasets  # noqa: E402
 from periface.evaluation.pipelines import (EmbeddingCache, embed_paths, periface_pipeline,  # noqa: E402
                                           pipeline_fingerprint, reference_pipeline)
 from periface.evaluation.reference import FaceRecognitionReference  # noqa: E402
-from periface.faces import Faces  # noqa: E402
 from periface.evaluation.report import write_json  # noqa: E402
+from periface.faces import Faces  # noqa: E402
 from periface.image import load_image  # noqa: E402
 from periface.masked import fuse, masked_reference_scores  # noqa: E402
 

@@ -144,11 +144,15 @@ def skin_likeness(rgb: np.ndarray, faces: Faces, landmarker=None, min_face_px: i
         if mesh is None:
             continue
         radius = max(1, int(0.04 * (box[2] - box[0])))
-        ref = _patch_chroma(lab, mesh, _SKIN_POINTS, radius)
+        skin = patch_chroma(lab, mesh[list(_SKIN_POINTS), :2], radius)
         for j, pts in enumerate(_PARTS):
-            d = np.linalg.norm(_patch_chroma(lab, mesh, pts, radius) - ref)
-            out[i, j] = float(np.exp(-0.5 * (d / _SKIN_SIGMA) ** 2))
+            out[i, j] = skin_similarity(patch_chroma(lab, mesh[list(pts), :2], radius), skin)
     return out
+
+
+def skin_similarity(chroma: np.ndarray, skin_chroma: np.ndarray) -> float:
+    """1 when a patch has the (a*, b*) chroma of the face's own skin, falling off over ``_SKIN_SIGMA``."""
+    return float(np.exp(-0.5 * (np.linalg.norm(chroma - skin_chroma) / _SKIN_SIGMA) ** 2))
 
 
 def visibility_features(probabilities: np.ndarray, skin: np.ndarray) -> np.ndarray:
@@ -172,11 +176,11 @@ def _visibility_params(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def _patch_chroma(lab: np.ndarray, mesh: np.ndarray, points: tuple[int, ...], radius: int) -> np.ndarray:
-    """Median (a*, b*) of small squares around the given mesh points."""
+def patch_chroma(lab: np.ndarray, points: np.ndarray, radius: int) -> np.ndarray:
+    """Median (a*, b*) of small squares around the given (K, 2) pixel points of a Lab image."""
     h, w = lab.shape[:2]
     values = []
-    for x, y in mesh[list(points), :2]:
+    for x, y in points:
         xi, yi = int(round(x)), int(round(y))
         patch = lab[max(0, yi - radius):min(h, yi + radius + 1), max(0, xi - radius):min(w, xi + radius + 1), 1:]
         if patch.size:

@@ -273,7 +273,9 @@ def redaction_recall(
         found = np.asarray(detector(rgb), dtype=np.float64).reshape(-1, 4)
         regions = expand_boxes(found, rgb.shape, redaction_margins(found, margin) if grow_small_faces else margin)
         sides = np.minimum(truth[:, 2] - truth[:, 0], truth[:, 3] - truth[:, 1])
-        for label, side, cov in zip(labels, sides, coverage(truth, regions, rgb.shape)):
+        # one coverage pass for the faces and, as the last "box", the whole image
+        *covs, image_share = coverage(np.vstack([truth, [[0, 0, rgb.shape[1], rgb.shape[0]]]]), regions, rgb.shape)
+        for label, side, cov in zip(labels, sides, covs):
             hits.setdefault(label, []).append(int(cov >= min_coverage))
             by_size["< 32 px" if side < 32 else ">= 32 px"].append(int(cov >= min_coverage))
         # A detection that overlaps no annotated face: a patch blurred for nothing (or an unannotated face).
@@ -282,7 +284,7 @@ def redaction_recall(
             stray += int((_iou(found, truth).max(axis=1) < 0.1).sum())
         else:
             stray += len(found)
-        blurred.append(float(coverage(np.array([[0, 0, rgb.shape[1], rgb.shape[0]]]), regions, rgb.shape)[0]))
+        blurred.append(float(image_share))
         images += 1
     every = [h for per in hits.values() for h in per]
     return {
