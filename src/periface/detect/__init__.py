@@ -30,11 +30,16 @@ class FaceFinder:
     >>> faces = finder.find(load_image("tests/fixtures/two_people.jpg"))   # doctest: +SKIP
     """
 
-    def __init__(self, detectors: Sequence[Detector], min_face_px: int = 16) -> None:
+    def __init__(self, detectors: Sequence[Detector], min_face_px: int = 16, second_look: bool = True) -> None:
         if not detectors:
             raise ValueError("FaceFinder needs at least one detector")
         self.detectors = list(detectors)
         self.min_face_px = min_face_px
+        # A face that fills the frame (a tight crop passed as a photo) leaves the detectors no context, and a crop
+        # inside a grey border can hide a face they would find as it is: when the first look finds nothing, look
+        # the other way. Real masked crops found: 95.1% -> 97.4% as photos, 95.4% -> 97.4% in crop mode
+        # (benchmarks/crop_detection.py).
+        self.second_look = second_look
 
     @classmethod
     def default(cls, settings: Settings | None = None) -> "FaceFinder":
@@ -50,29 +55,23 @@ class FaceFinder:
 
     def find(self, rgb: np.ndarray) -> Faces:
         """Faces in a whole image (a photo or a frame)."""
-        for detector in self.detectors:
-            faces = self._keep_plausible(detector.detect(rgb))
-            if len(faces):
-                return faces
-        return Faces.empty(rgb.shape[:2])
+        faces = self._first_hit(rgb)
+        if len(faces) == 0 and self.second_look:
+            faces = self._find_padded(rgb)
+        return faces
 
     def find_in_crop(self, rgb: np.ndarray) -> Faces:
         """Exactly one face for an image that *is* a face crop: the largest detection, or the whole crop.
 
-        The crop is padded first, since detectors expect context around a face; when no detector fires, the
-        template's landmarks are laid over the crop so that alignment still happens.
+        The crop is padded first, since detectors expect context around a face, then looked at as it is; when no
+        detector fires either way, the template's landmarks are laid over the crop so that alignment still happens.
         """
-        h, w = rgb.shape[:2]
-        pad_y, pad_x = int(h * _CROP_PAD), int(w * _CROP_PAD)
-        padded = cv2.copyMakeBorder(rgb, pad_y, pad_y, pad_x, pad_x, cv2.BORDER_CONSTANT, value=(128, 128, 128))
-        faces = self.find(padded)
+        faces = self._find_padded(rgb)
+        if len(faces) == 0 and self.second_look:
+            faces = self._first_hit(rgb)
         if len(faces):
-            faces = faces.select(faces.largest())
-            offset = np.array([pad_x, pad_y], np.float32)
-            faces.boxes = faces.boxes - np.tile(offset, 2)
-            faces.landmarks = faces.landmarks - offset
-            faces.image_size = (h, w)
-            return faces
+            return faces.select(faces.largest())
+        h, w = rgb.shape[:2]
         box = np.array([0, 0, w, h], np.float32)
         return Faces(
             boxes=box[None],
@@ -82,6 +81,26 @@ class FaceFinder:
             detector=["crop"],
             notes=["no detector fired inside the crop; the whole crop was taken as the face"],
         )
+
+    def _first_hit(self, rgb: np.ndarray) -> Faces:
+        """The faces of the first detector that finds any."""
+        for detector in self.detectors:
+            faces = self._keep_plausible(detector.detect(rgb))
+            if len(faces):
+                return faces
+        return Faces.empty(rgb.shape[:2])
+
+    def _find_padded(self, rgb: np.ndarray) -> Faces:
+        """Faces found in ``rgb`` inside a grey border, in ``rgb``'s coordinates (boxes may reach past its edges)."""
+        h, w = rgb.shape[:2]
+        pad_y, pad_x = int(h * _CROP_PAD), int(w * _CROP_PAD)
+        padded = cv2.copyMakeBorder(rgb, pad_y, pad_y, pad_x, pad_x, cv2.BORDER_CONSTANT, value=(128, 128, 128))
+        faces = self._first_hit(padded)
+        offset = np.array([pad_x, pad_y], np.float32)
+        faces.boxes = faces.boxes - np.tile(offset, 2)
+        faces.landmarks = faces.landmarks - offset
+        faces.image_size = (h, w)
+        return faces
 
     def find_all(self, rgb: np.ndarray, iou_threshold: float = 0.4) -> Faces:
         """Union of every detector's faces, duplicates removed: for crowds, where each detector misses others."""
