@@ -93,3 +93,22 @@ def test_crop_mode_looks_at_the_crop_as_it_is_when_the_bordered_look_finds_nothi
     assert faces.detector != ["crop"]
     np.testing.assert_allclose(faces.boxes[0], [10, 10, 90, 90])
     assert FaceFinder([NeedsNoBorder(100)], second_look=False).find_in_crop(crop).detector == ["crop"]
+
+
+class OnlyTheShrunkBorderedCopy(NeedsContext):
+    """Fires only on a 1280 px image inside a 30% grey border, and reports that image as the face."""
+
+    def detect(self, rgb: np.ndarray) -> Faces:
+        if rgb.shape[:2] != (2048, 2048):  # 1280 + 2 x 384
+            self.calls += 1
+            return Faces.empty(rgb.shape[:2])
+        return super().detect(rgb)
+
+
+def test_the_bordered_look_at_a_large_image_works_on_a_shrunk_copy_and_maps_back():
+    big = np.full((3000, 3000, 3), 90, np.uint8)
+    det = OnlyTheShrunkBorderedCopy(1280)
+    faces = FaceFinder([det]).find(big)
+    assert len(faces) == 1 and det.calls == 2 and faces.image_size == (3000, 3000)
+    np.testing.assert_allclose(faces.boxes[0], [0, 0, 3000, 3000], atol=3)
+    np.testing.assert_allclose(faces.landmarks[0, 0], [900, 1200], atol=3)

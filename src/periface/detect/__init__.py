@@ -21,6 +21,7 @@ __all__ = ["Detector", "FaceFinder", "YuNetDetector", "BlazeFaceDetector", "nms"
 
 # A crop is padded by this share of its size on each side: detectors are trained on faces with context around them.
 _CROP_PAD = 0.3
+_PADDED_MAX_SIDE = 1280  # the bordered look works on at most this size (YuNet's own limit)
 
 
 class FaceFinder:
@@ -91,14 +92,21 @@ class FaceFinder:
         return Faces.empty(rgb.shape[:2])
 
     def _find_padded(self, rgb: np.ndarray) -> Faces:
-        """Faces found in ``rgb`` inside a grey border, in ``rgb``'s coordinates (boxes may reach past its edges)."""
+        """Faces found in ``rgb`` inside a grey border, in ``rgb``'s coordinates (boxes may reach past its edges).
+
+        A large image is shrunk to ``_PADDED_MAX_SIDE`` first: a face that fills the frame stays large, and a 40 MP
+        photo with no face does not cost a 100 MP bordered copy.
+        """
         h, w = rgb.shape[:2]
-        pad_y, pad_x = int(h * _CROP_PAD), int(w * _CROP_PAD)
-        padded = cv2.copyMakeBorder(rgb, pad_y, pad_y, pad_x, pad_x, cv2.BORDER_CONSTANT, value=(128, 128, 128))
+        scale = min(1.0, _PADDED_MAX_SIDE / max(h, w))
+        small = rgb if scale == 1.0 else cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        sh, sw = small.shape[:2]
+        pad_y, pad_x = int(sh * _CROP_PAD), int(sw * _CROP_PAD)
+        padded = cv2.copyMakeBorder(small, pad_y, pad_y, pad_x, pad_x, cv2.BORDER_CONSTANT, value=(128, 128, 128))
         faces = self._first_hit(padded)
         offset = np.array([pad_x, pad_y], np.float32)
-        faces.boxes = faces.boxes - np.tile(offset, 2)
-        faces.landmarks = faces.landmarks - offset
+        faces.boxes = (faces.boxes - np.tile(offset, 2)) / scale
+        faces.landmarks = (faces.landmarks - offset) / scale
         faces.image_size = (h, w)
         return faces
 
