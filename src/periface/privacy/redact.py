@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..config import Settings
+from ..detect.base import iou_matrix
 from ..image import ImageInput, load_image
 
 Method = Literal["blur", "pixelate"]
@@ -71,7 +72,7 @@ def merge_overlapping(boxes: np.ndarray, iou: float = 0.3) -> np.ndarray:
     merged = True
     while merged and len(boxes) > 1:
         merged = False
-        overlap = _iou(boxes, boxes)
+        overlap = iou_matrix(boxes, boxes)
         np.fill_diagonal(overlap, 0.0)
         i, j = np.unravel_index(np.argmax(overlap), overlap.shape)
         if overlap[i, j] >= iou:
@@ -281,7 +282,7 @@ def redaction_recall(
         # A detection that overlaps no annotated face: a patch blurred for nothing (or an unannotated face).
         detections += len(found)
         if len(found) and len(truth):
-            stray += int((_iou(found, truth).max(axis=1) < 0.1).sum())
+            stray += int((iou_matrix(found, truth).max(axis=1) < 0.1).sum())
         else:
             stray += len(found)
         blurred.append(float(image_share))
@@ -300,15 +301,3 @@ def redaction_recall(
         "grow_small_faces": grow_small_faces,
         "min_coverage": min_coverage,
     }
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, M) intersection over union of xyxy boxes."""
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
