@@ -72,7 +72,7 @@ def percentiles(lat: list[float]) -> dict:
 
 def run_phase(base: str, token: str, endpoint: str, pairs: list[tuple[bytes, bytes]], probes: list[bytes],
               clients: int, seconds: float) -> dict:
-    import httpx
+    import httpx2
 
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors = [0] * clients
@@ -83,7 +83,7 @@ def run_phase(base: str, token: str, endpoint: str, pairs: list[tuple[bytes, byt
 
     def client(i: int) -> None:
         headers = {"Authorization": f"Bearer {token}", "X-Purpose": PURPOSE}
-        with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
+        with httpx2.Client(base_url=base, headers=headers, timeout=30) as http:
             while time.perf_counter() < start_at:
                 time.sleep(0.005)
             n = i
@@ -99,7 +99,7 @@ def run_phase(base: str, token: str, endpoint: str, pairs: list[tuple[bytes, byt
                                       files={"image": ("p.jpg", probes[n % len(probes)], "image/jpeg")})
                     ok = r.status_code == 200
                     code = str(r.status_code)
-                except httpx.HTTPError as e:
+                except httpx2.HTTPError as e:
                     ok, code = False, type(e).__name__
                 dt = time.perf_counter() - t0
                 if ok:
@@ -181,7 +181,7 @@ def main() -> None:
     if args.seconds <= 0 or args.seconds > 600 or not 1 <= args.clients <= 64:
         ap.error("--seconds in (0, 600], --clients in [1, 64]")
 
-    import httpx
+    import httpx2
 
     sys.path.insert(0, str(ROOT / "src"))
     from periface.gallery import Gallery
@@ -205,9 +205,9 @@ def main() -> None:
         try:
             for _ in range(600):
                 try:
-                    if httpx.get(base + "/health", timeout=1).status_code == 200:
+                    if httpx2.get(base + "/health", timeout=1).status_code == 200:
                         break
-                except httpx.HTTPError:
+                except httpx2.HTTPError:
                     pass
                 if server.poll() is not None:
                     raise SystemExit("the service did not start")
@@ -215,7 +215,7 @@ def main() -> None:
             headers = {"Authorization": f"Bearer {token}", "X-Purpose": PURPOSE}
             t0 = time.perf_counter()
             enrolled = 0
-            with httpx.Client(base_url=base, headers=headers, timeout=60) as http:
+            with httpx2.Client(base_url=base, headers=headers, timeout=60) as http:
                 for files in folks:
                     name = files[0].parent.name
                     r = http.post("/api/identities",
@@ -228,7 +228,7 @@ def main() -> None:
                 pairs += [(folks[i][1].read_bytes(), folks[(i + 1) % len(folks)][2].read_bytes())
                           for i in range(len(folks))]
                 probes = [f[1].read_bytes() for f in folks]
-                warm = [threading.Thread(target=lambda: httpx.post(
+                warm = [threading.Thread(target=lambda: httpx2.post(
                     base + "/api/verify", headers=headers, timeout=60,
                     files={"a": ("a.jpg", pairs[0][0]), "b": ("b.jpg", pairs[0][1])})) for _ in range(args.workers)]
                 for t in warm:
@@ -242,7 +242,7 @@ def main() -> None:
             print(_line(verify), flush=True)
             search = run_phase(base, token, "search", pairs, probes, args.clients, args.seconds)
             print(_line(search), flush=True)
-            audit_ok = httpx.get(base + "/health").status_code == 200
+            audit_ok = httpx2.get(base + "/health").status_code == 200
         finally:
             server.terminate()
             try:
