@@ -68,3 +68,24 @@ def test_mask_lands_on_the_face_in_a_non_square_photo(engine):
     ys, xs = np.nonzero(result.mask_alpha > 0.5)
     x0, y0, x1, y1 = engine.analyze(rgb, embed=False).boxes[0]
     assert x0 < xs.mean() < x1 and (y0 + y1) / 2 < ys.mean() < y1 + 0.3 * (y1 - y0)
+
+
+def test_identification_scores_route_masked_probes_and_fall_back_to_plain():
+    """The evaluation's per-method scores: routed = fused for probes classified masked, plain otherwise; a gallery
+    photo without renders is scored plainly; a probe without a face scores NaN everywhere."""
+    from types import SimpleNamespace
+
+    from periface.evaluation.masked_eval import method_similarities
+    from periface.masked import MaskedPathParams
+
+    stub = SimpleNamespace(adapt=lambda e: np.atleast_2d(e), masked_params=MaskedPathParams(2, 0.5, None))
+    gx = np.eye(3, dtype=np.float32)[:2]  # two gallery photos, plain templates e0 and e1
+    rx = np.full((2, 2, 3), np.nan, np.float32)
+    rx[0] = [[0, 0, 1], [0.6, 0, 0.8]]  # photo 0 has two masked renders; photo 1 none
+    probes = np.array([[0, 0, 1, 1], [0, 0, 1, 0], [np.nan] * 4], np.float32)  # masked, unmasked, no face
+    s = method_similarities(stub, probes, gx, rx)
+    np.testing.assert_allclose(s["plain"][:2], [[0, 0], [0, 0]])
+    np.testing.assert_allclose(s["masked_refs"][0], [1.0, 0.0])  # best render of photo 0; photo 1 plainly
+    np.testing.assert_allclose(s["fused"][0], [0.5, 0.0])  # 0.5 * 1.0 + 0.5 * 0.0; no renders: adapted alone
+    np.testing.assert_allclose(s["routed"][:2], [[0.5, 0.0], [0.0, 0.0]])
+    assert all(np.isnan(v[2]).all() for v in s.values())

@@ -149,24 +149,9 @@ def evaluate_identification_methods(
     gx = np.stack([g[p] for p in keep])
     rx = np.stack([refs[p] for p in keep])  # (G, k, D), NaN rows where a render failed
     g_ids = np.array([p.split("/")[0] for p in keep])
-    w = engine.masked_params.weight_masked_refs
 
     def sims(paths: list[str]) -> dict[str, np.ndarray]:
-        if not paths:
-            return {m: np.zeros((0, len(gx))) for m in ("plain", "adapter", "masked_refs", "fused", "routed")}
-        x = np.stack([q[p] for p in paths])
-        ok = np.isfinite(x).all(axis=1)
-        e, routed = np.nan_to_num(x[:, :d]), x[:, d] > 0.5
-        plain = e @ gx.T
-        adapter = engine.adapt(e) @ gx.T
-        masked_refs = masked_reference_scores(e, rx)
-        fused = fuse(adapter, masked_refs, w)
-        routed_s = np.where(routed[:, None], fused, plain)
-        masked_refs = np.where(np.isfinite(masked_refs), masked_refs, plain)  # no renders: compared plainly
-        out = {"plain": plain, "adapter": adapter, "masked_refs": masked_refs, "fused": fused, "routed": routed_s}
-        for m in out:
-            out[m] = np.where(ok[:, None], out[m], np.nan)
-        return out
+        return method_similarities(engine, np.stack([q[p] for p in paths]) if paths else np.zeros((0, d + 1)), gx, rx)
 
     mated, non_mated = sims(sets["mated"]), sims(sets["non_mated"])
     truth = np.array([p.split("/")[0] for p in sets["mated"]])
@@ -175,6 +160,30 @@ def evaluate_identification_methods(
     for m in mated:
         report["methods"][m] = metrics_from_similarities(mated[m], non_mated[m], g_ids, truth)
     return report
+
+
+METHODS = ("plain", "adapter", "masked_refs", "fused", "routed")
+
+
+def method_similarities(engine, probes: np.ndarray, gx: np.ndarray, rx: np.ndarray) -> dict[str, np.ndarray]:
+    """(P, G) similarities of probes against a gallery for each masked-path method.
+
+    ``probes``: (P, D + 1) rows of ``probe_pipeline`` (embedding, then 1 when routed to the masked path; NaN when no
+    face); ``gx``: (G, D) plain gallery templates; ``rx``: (G, k, D) their masked renders (NaN rows: no render).
+    """
+    d = gx.shape[1]
+    if not len(probes):
+        return {m: np.zeros((0, len(gx))) for m in METHODS}
+    ok = np.isfinite(probes).all(axis=1)
+    e, routed = np.nan_to_num(probes[:, :d]), probes[:, d] > 0.5
+    plain = e @ gx.T
+    adapter = engine.adapt(e) @ gx.T
+    masked_refs = masked_reference_scores(e, rx)
+    fused = fuse(adapter, masked_refs, engine.masked_params.weight_masked_refs)
+    routed_s = np.where(routed[:, None], fused, plain)
+    masked_refs = np.where(np.isfinite(masked_refs), masked_refs, plain)  # no renders: compared plainly
+    out = {"plain": plain, "adapter": adapter, "masked_refs": masked_refs, "fused": fused, "routed": routed_s}
+    return {m: np.where(ok[:, None], v, np.nan) for m, v in out.items()}
 
 
 def fusion_from_caches(pairs_file: Path, *, seed: int = 0) -> dict:
