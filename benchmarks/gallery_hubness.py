@@ -26,9 +26,9 @@ from _common import write_result  # noqa: E402
 
 from periface import Engine  # noqa: E402
 from periface.evaluation.datasets import require_datasets  # noqa: E402
-from periface.evaluation.identification import lfw_identification_sets, metrics_from_similarities  # noqa: E402
+from periface.evaluation.identification import (lfw_identification_sets, metrics_from_similarities,  # noqa: E402
+                                                 rank_metrics)
 from periface.evaluation.masked_eval import embed_reference_variants, method_similarities, probe_pipeline  # noqa: E402
-from periface.evaluation.identification import rank_metrics  # noqa: E402
 from periface.evaluation.pipelines import (EmbeddingCache, embed_paths, periface_pipeline,  # noqa: E402
                                           pipeline_fingerprint, reference_pipeline)
 from periface.evaluation.reference import FaceRecognitionReference  # noqa: E402
@@ -100,9 +100,9 @@ def main() -> int:
     for k in DEPTHS:
         for lam in LAMBDAS:
             r = metrics_from_similarities(s_dev - lam * hubs[k], np.zeros((0, len(gx))), g_ids, truth(dev))
-            grid[f"k{k}_lam{lam}"] = {"rank1": r["rank1"], "rank5": r["rank5"], "rank10": r["rank10"]}
-    best = max(grid, key=lambda key: (grid[key]["rank1"] + grid[key]["rank10"], -float(key.split("lam")[1])))
-    k, lam = int(best.split("_")[0][1:]), float(best.split("lam")[1])
+            grid[k, lam] = {"rank1": r["rank1"], "rank5": r["rank5"], "rank10": r["rank10"]}
+    # best rank-1 + rank-10 on dev; on a tie the smaller correction
+    k, lam = max(grid, key=lambda kl: (grid[kl]["rank1"] + grid[kl]["rank10"], -kl[1]))
     test = {}
     variants = {
         "routed": (s_test, s_non),
@@ -115,11 +115,11 @@ def main() -> int:
         test[label] = {m: r[m] for m in ("rank1", "rank5", "rank10", "dir_at_fpir_1e-2", "probes_without_face")}
     reference = face_recognition_ranks(images, sets, seed)
     doc = {"gallery": len(keep), "dev_probes": len(dev), "test_probes": len(sets["mated"]),
-           "non_mated_probes": len(sets["non_mated"]), "dev_grid": grid, "chosen": {"k": k, "lambda": lam},
+           "non_mated_probes": len(sets["non_mated"]), "dev_grid": {f"k{k}_lam{lam}": r for (k, lam), r in grid.items()}, "chosen": {"k": k, "lambda": lam},
            "test": test, "face_recognition": reference,
            "rank1_ratio_to_face_recognition": {label: r["rank1"] / reference["rank1"] for label, r in test.items()}}
     path = write_result("gallery_hubness", doc)
-    print(f"dev grid (rank-1 / rank-10): " + ", ".join(f"{key} {v['rank1']:.4f}/{v['rank10']:.4f}" for key, v in grid.items()))
+    print(f"dev grid (rank-1 / rank-10): " + ", ".join(f"k{kk} lam{ll} {v['rank1']:.4f}/{v['rank10']:.4f}" for (kk, ll), v in grid.items()))
     print(f"chosen on dev: k={k}, lambda={lam}")
     for label, r in test.items():
         print(f"test {label:52s} rank-1 {r['rank1']:.4f}  rank-5 {r['rank5']:.4f}  rank-10 {r['rank10']:.4f}  "
