@@ -24,6 +24,19 @@ def test_routed_probes_also_depend_on_the_mask_classifier():
     assert pipeline_fingerprint(Engine("dlib")) != plain
 
 
+def test_the_face_finder_is_part_of_the_fingerprint():
+    """Faces found differently are embedded differently: another threshold, detector order or look is another key."""
+    from periface.detect import BlazeFaceDetector, FaceFinder, YuNetDetector
+
+    def finder(yunet_score=0.3, second_look=True, order=1):
+        dets = [YuNetDetector(yunet_score), BlazeFaceDetector("short")][::order]
+        return FaceFinder(dets, second_look=second_look).fingerprint
+
+    base = finder()
+    assert len({base, finder(yunet_score=0.4), finder(second_look=False), finder(order=-1)}) == 4
+    assert base == finder()
+
+
 def _counting_pipeline(calls: list[str]):
     def run(rgb: np.ndarray) -> np.ndarray | None:
         calls.append("x")

@@ -42,6 +42,12 @@ class FaceFinder:
         # (benchmarks/crop_detection.py).
         self.second_look = second_look
 
+    @property
+    def fingerprint(self) -> str:
+        """What the faces found depend on: each detector's model and settings, in order, and how it looks."""
+        looks = f":second-look:{_CROP_PAD}:{_PADDED_MAX_SIDE}" if self.second_look else ""
+        return "det:" + "+".join(d.fingerprint for d in self.detectors) + f":min{self.min_face_px}" + looks
+
     @classmethod
     def default(cls, settings: Settings | None = None) -> "FaceFinder":
         s = settings or Settings()

@@ -12,6 +12,7 @@ from ..faces import Faces
 @runtime_checkable
 class Detector(Protocol):
     name: str
+    fingerprint: str  # what its boxes depend on (model and settings): keys caches of results derived from them
 
     def detect(self, rgb: np.ndarray) -> Faces:
         """All faces in ``rgb`` (H, W, 3 uint8), boxes in its pixel coordinates."""

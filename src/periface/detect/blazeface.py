@@ -22,6 +22,10 @@ class BlazeFaceDetector:
         self._solution = None
         self._lock = threading.Lock()
 
+    @property
+    def fingerprint(self) -> str:
+        return f"{self.name}:{self.score_threshold}"
+
     def _model(self):  # mediapipe's solution object
         if self._solution is None:
             model_path("blazeface_short" if self.model == "short" else "blazeface_full")  # SHA-256 check

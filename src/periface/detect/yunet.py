@@ -22,6 +22,10 @@ class YuNetDetector:
         self._net: cv2.FaceDetectorYN | None = None
         self._lock = threading.Lock()
 
+    @property
+    def fingerprint(self) -> str:
+        return f"yunet:{self.score_threshold}:{self.nms_iou}:{self.max_side}"
+
     def _model(self) -> cv2.FaceDetectorYN:
         if self._net is None:
             self._net = cv2.FaceDetectorYN.create(

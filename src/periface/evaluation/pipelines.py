@@ -53,12 +53,9 @@ def reference_pipeline(reference) -> Pipeline:
 
 
 def pipeline_fingerprint(engine, *, routed: bool = False) -> str:
-    """What a periface pipeline's vectors depend on: detection settings and the embedder's weights; for routed
+    """What a periface pipeline's vectors depend on: the face finder and the embedder's weights; for routed
     probes also the mask classifier. A retrained head or classifier gets a new cache instead of stale vectors."""
-    s = engine.settings
-    parts = [f"det:{s.yunet_score}:{s.blazeface_score}:{s.nms_iou}:{s.min_face_px}:{s.detect_max_side}"
-             + (":second-look" if engine.finder.second_look else ""),
-             engine.embedder.fingerprint]
+    parts = [engine.finder.fingerprint, engine.embedder.fingerprint]
     if routed:
         parts.append(engine.mask_classifier.fingerprint)
     return "|".join(parts)
