@@ -38,17 +38,18 @@ NAME, BACKBONE, TEST_PROBES, DEV_PROBES = "periface-sface-robust", "sface-robust
 LAMBDAS, DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0), (5, 20, 100)
 
 
-def hubness(engine, gx: np.ndarray, rx: np.ndarray, depth: int, chunk: int = 512) -> np.ndarray:
-    """(G,) mean of each gallery photo's top-``depth`` routed scores against the other photos' first masked render."""
+def hubness(engine, gx: np.ndarray, rx: np.ndarray, depths: tuple[int, ...], chunk: int = 512) -> dict[int, np.ndarray]:
+    """Per depth k, (G,) mean of each gallery photo's top-k routed scores against the other photos' first masked
+    render (one scoring pass for every depth)."""
     has_render = np.isfinite(rx[:, 0]).all(axis=1)
     pseudo = np.concatenate([rx[has_render, 0], np.ones((has_render.sum(), 1), np.float32)], axis=1)
     owner = np.flatnonzero(has_render)
-    top = np.full((depth, len(gx)), -np.inf, np.float32)
+    top = np.full((max(depths), len(gx)), -np.inf, np.float32)
     for start in range(0, len(pseudo), chunk):
         s = method_similarities(engine, pseudo[start:start + chunk], gx, rx)["routed"].astype(np.float32)
         s[np.arange(len(s)), owner[start:start + chunk]] = -np.inf  # a photo's own render is not a neighbour
-        top = -np.sort(-np.concatenate([top, s]), axis=0)[:depth]
-    return top.mean(axis=0)
+        top = -np.sort(-np.concatenate([top, s]), axis=0)[: len(top)]
+    return {k: top[:k].mean(axis=0) for k in depths}
 
 
 def probe_side(scores: np.ndarray, depth: int) -> np.ndarray:
@@ -95,7 +96,7 @@ def main() -> int:
         return np.array([p.split("/")[0] for p in paths])
 
     s_dev, s_test, s_non = routed(dev), routed(sets["mated"]), routed(sets["non_mated"])
-    hubs = {k: hubness(engine, gx, rx, k) for k in DEPTHS}
+    hubs = hubness(engine, gx, rx, DEPTHS)
     grid = {}
     for k in DEPTHS:
         for lam in LAMBDAS:
