@@ -9,7 +9,7 @@ share in which a detector finds the face, in both modes, with the second look (t
 session: the other way, with or without the border, when the first finds nothing) and without it, and the
 face_recognition approach's HOG detector (upsample 1) on the same images in the same run.
 
-    OMP_NUM_THREADS=1 python benchmarks/crop_detection.py      # ~4 min on 2 cores; results/crop_detection.json
+    OMP_NUM_THREADS=1 python benchmarks/crop_detection.py      # ~2.5 min on 2 cores; results/crop_detection.json
 """
 
 from __future__ import annotations
