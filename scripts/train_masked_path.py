@@ -35,7 +35,7 @@ from periface.evaluation.metrics import tar_at_far
 from periface.evaluation.pipelines import central, fingerprint_tag, pipeline_fingerprint, stable_seed
 from periface.image import load_image
 from periface.landmarks.facemesh import shared_landmarker
-from periface.mask.render import random_style, render_mask
+from periface.mask.render import random_style, render_mask, renderer_fingerprint
 from periface.masked import PARAMS_FILE, fuse, masked_reference_embeddings, masked_reference_scores
 from periface.match import CALIBRATION_DIR, Calibration
 from periface.models import PACKAGE_DATA, record_sha256
@@ -75,8 +75,13 @@ def masked_face(engine: Engine, masked: np.ndarray, is_crop: bool, original):
     return original
 
 
+def cache_tag(engine: Engine) -> str:
+    """Caches here hold embeddings of rendered masks: keyed by the models and by the renderer's code."""
+    return fingerprint_tag(f"{pipeline_fingerprint(engine)}|renderer:{renderer_fingerprint()}")
+
+
 def embed_training_set(engine: Engine, items, renders: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    tag = fingerprint_tag(pipeline_fingerprint(engine))
+    tag = cache_tag(engine)
     cache = CACHE / f"train-{engine.embedder.name}@{tag}-r{renders}-s{seed}.npz"
     if cache.exists():
         z = np.load(cache)
@@ -117,7 +122,7 @@ def train_adapter(plain: np.ndarray, masked: np.ndarray, seed: int) -> Embedding
 
 def view1_masked(engine: Engine, images: list[str], root: Path, variants: int, seed: int):
     """Per View-1 image: plain embedding, masked-probe embedding, and ``variants`` masked-reference embeddings."""
-    tag = fingerprint_tag(pipeline_fingerprint(engine))
+    tag = cache_tag(engine)
     cache = CACHE / f"view1-{engine.embedder.name}@{tag}-k{variants}-s{seed}.npz"
     if cache.exists():
         z = np.load(cache)

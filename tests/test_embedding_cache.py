@@ -60,3 +60,13 @@ def test_a_new_fingerprint_recomputes_and_the_old_vectors_stay_for_a_rollback(tm
     assert len(calls) == 4, "another model: nothing is read from model-a's vectors"
     assert len(list(tmp_path.glob("p@*--none.npz"))) == 2
     assert EmbeddingCache("p", "none", "model-a", tmp_path).get("obama.jpg") is not None
+
+
+def test_caches_of_rendered_masks_are_keyed_by_the_renderer_code(tmp_path, monkeypatch):
+    import periface.evaluation.pipelines as pipelines
+
+    plain, masked = EmbeddingCache("p", "none", "m", tmp_path), EmbeddingCache("p", "masked-s0", "m", tmp_path)
+    monkeypatch.setattr(pipelines, "renderer_fingerprint", lambda: "a changed renderer")
+    assert EmbeddingCache("p", "none", "m", tmp_path).path == plain.path  # no mask drawn: unaffected
+    assert EmbeddingCache("p", "masked-s0", "m", tmp_path).path != masked.path
+

@@ -13,6 +13,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ..faces import Faces
+from ..mask.render import renderer_fingerprint
 
 Pipeline = Callable[[np.ndarray], "np.ndarray | None"]
 CACHE_DIR = Path(".cache") / "embeddings"
@@ -71,9 +72,12 @@ class EmbeddingCache:
 
     ``fingerprint`` names the models behind the vectors (``pipeline_fingerprint``, ``Embedder.fingerprint``): each
     one gets its own file, so vectors of a replaced model are never read again, and going back to it reuses them.
+    Every ``variant`` but ``"none"`` is of faces wearing rendered masks, so those are keyed by the renderer too.
     """
 
     def __init__(self, pipeline: str, variant: str, fingerprint: str, root: Path = CACHE_DIR) -> None:
+        if variant != "none":
+            fingerprint = f"{fingerprint}|renderer:{renderer_fingerprint()}"
         self.path = Path(root) / f"{pipeline}@{fingerprint_tag(fingerprint)}--{variant}.npz"
         self.store: dict[str, np.ndarray] = {}
         if self.path.exists():

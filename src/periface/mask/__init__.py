@@ -15,6 +15,7 @@ _EXPORTS = {
     "add_mask": "render",
     "random_style": "render",
     "render_mask": "render",
+    "renderer_fingerprint": "render",
 }
 
 

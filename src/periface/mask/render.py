@@ -19,7 +19,10 @@ How a mask is built (all vectorised, deterministic for a given ``rng``):
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import cv2
@@ -119,6 +122,13 @@ class RenderResult:
     image: np.ndarray
     mask_alpha: np.ndarray
     style: MaskStyle
+
+
+@lru_cache(maxsize=1)
+def renderer_fingerprint() -> str:
+    """SHA-256 of this module's source: it changes whenever the way masks are drawn may have changed, so that
+    anything cached from renders (evaluation embeddings) is keyed by it and never read after such a change."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 
 
 def _pick(rng: np.random.Generator, options: dict, weights: list[float] | None = None) -> tuple[str, tuple]:
