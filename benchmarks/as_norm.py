@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import RESULTS, write_result  # noqa: E402
 
 from periface.evaluation.datasets import require_datasets  # noqa: E402
-from periface.evaluation.lfw import read_pairs  # noqa: E402
+from periface.evaluation.lfw import pair_labels, read_pairs  # noqa: E402
 from periface.evaluation.metrics import kfold_accuracy, tar_at_far  # noqa: E402
 from periface import Engine  # noqa: E402
 from periface.evaluation.pipelines import EmbeddingCache, pipeline_fingerprint  # noqa: E402
@@ -34,8 +34,7 @@ def vectors(variant: str, fingerprint: str) -> dict[str, np.ndarray]:
 
 def main() -> int:
     pairs = read_pairs(require_datasets() / "lfw" / "pairs.txt")
-    same = np.array([p.same for p in pairs])
-    folds = np.array([p.fold for p in pairs])
+    same, folds = pair_labels(pairs)
     view2_people = {x.split("/")[0] for p in pairs for x in (p.a, p.b)}
     fingerprint = pipeline_fingerprint(Engine("sface-robust"))
     plain, masked = vectors("none", fingerprint), vectors("masked-s0", fingerprint)

@@ -27,7 +27,7 @@ from _common import RESULTS, write_result  # noqa: E402
 from periface.detect import FaceFinder  # noqa: E402
 from periface.embed import l2_normalise  # noqa: E402
 from periface.evaluation.datasets import require_datasets  # noqa: E402
-from periface.evaluation.lfw import read_pairs  # noqa: E402
+from periface.evaluation.lfw import pair_labels, read_pairs  # noqa: E402
 from periface.evaluation.metrics import kfold_accuracy, tar_at_far  # noqa: E402
 from periface.evaluation.pipelines import central  # noqa: E402
 from periface.image import load_image  # noqa: E402
@@ -86,12 +86,12 @@ def main() -> int:
         row: dict = {}
         for f in ("pairsDevTest.txt", "pairs.txt"):
             pairs = read_pairs(lfw / f)
-            same = np.array([p.same for p in pairs])
+            same, folds = pair_labels(pairs)
             ia, ib = np.array([index[p.a] for p in pairs]), np.array([index[p.b] for p in pairs])
             s = (x[ia] * x[ib]).sum(1) if kind == "cos" else -np.linalg.norm(x[ia] - x[ib], axis=1)
             s = np.nan_to_num(s, nan=-9.0)
             if f == "pairs.txt":
-                acc, std = kfold_accuracy(s, same, np.array([p.fold for p in pairs]))
+                acc, std = kfold_accuracy(s, same, folds)
                 row |= {"view2_accuracy": acc, "view2_accuracy_std": std, "view2_tar_at_far_1e-3": tar_at_far(s, same, 1e-3)[0]}
                 if fr:
                     row["accuracy_ratio_vs_face_recognition"] = acc / fr

@@ -120,7 +120,7 @@ def main() -> int:
            "test": test, "face_recognition": reference,
            "rank1_ratio_to_face_recognition": {label: r["rank1"] / reference["rank1"] for label, r in test.items()}}
     path = write_result("gallery_hubness", doc)
-    print(f"dev grid (rank-1 / rank-10): " + ", ".join(f"k{kk} lam{ll} {v['rank1']:.4f}/{v['rank10']:.4f}" for (kk, ll), v in grid.items()))
+    print("dev grid (rank-1 / rank-10): " + ", ".join(f"k{kk} lam{ll} {v['rank1']:.4f}/{v['rank10']:.4f}" for (kk, ll), v in grid.items()))
     print(f"chosen on dev: k={k}, lambda={lam}")
     for label, r in test.items():
         print(f"test {label:52s} rank-1 {r['rank1']:.4f}  rank-5 {r['rank5']:.4f}  rank-10 {r['rank10']:.4f}  "

@@ -28,7 +28,7 @@ from finetune_masked import _eval_set  # noqa: E402
 from periface.embed.base import l2_normalise  # noqa: E402
 from periface.embed.robust import RobustSFaceEmbedder  # noqa: E402
 from periface.evaluation.datasets import require_datasets  # noqa: E402
-from periface.evaluation.lfw import read_pairs  # noqa: E402
+from periface.evaluation.lfw import pair_labels, read_pairs  # noqa: E402
 from periface.evaluation.metrics import eer, kfold_accuracy, tar_at_far  # noqa: E402
 
 VIEWS = {"crop": {}, "zoom 0.95": {"scale": 0.95}, "zoom 1.05": {"scale": 1.05}, "up 4 px": {"dy": -4}, "down 4 px": {"dy": 4}}
@@ -60,7 +60,7 @@ def main() -> int:
     plain = dict(zip(keys[plain_idx], l2_normalise(embed(crops[plain_idx]))))
     views = {name: embed(moved(crops[masked_idx], **kw) if kw else crops[masked_idx]) for name, kw in VIEWS.items()}
     pairs = read_pairs(require_datasets() / "lfw" / "pairs.txt")
-    same, folds = np.array([p.same for p in pairs]), np.array([p.fold for p in pairs])
+    same, folds = pair_labels(pairs)
     reference = RESULTS / "lfw_verify_mask-probe.json"
     fr = json.loads(reference.read_text())["pipelines"].get("face_recognition", {}).get("accuracy") if reference.exists() else None
     doc: dict = {"protocol": "LFW View-2, second image masked (seed 0), 10-fold", "rows": {}}

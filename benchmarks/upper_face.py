@@ -39,7 +39,7 @@ from finetune_masked import CACHE, DATA, HeadOnFeatures, ShippedOnCrops, _by_key
 
 from periface.embed.robust import HEAD_FILE  # noqa: E402
 from periface.evaluation.datasets import require_datasets  # noqa: E402
-from periface.evaluation.lfw import read_pairs  # noqa: E402
+from periface.evaluation.lfw import pair_labels, read_pairs  # noqa: E402
 from periface.evaluation.metrics import eer, kfold_accuracy, tar_at_far  # noqa: E402
 
 
@@ -57,7 +57,7 @@ def main() -> int:
         sys.exit("run scripts/finetune_masked.py eval-render --set view2 first")
     head = HeadOnFeatures(DATA / HEAD_FILE)
     pairs = read_pairs(require_datasets() / "lfw" / "pairs.txt")
-    same, folds = np.array([p.same for p in pairs]), np.array([p.fold for p in pairs])
+    same, folds = pair_labels(pairs)
 
     def scores(x: np.ndarray) -> np.ndarray:
         plain, probe = _by_key(v2, x)

@@ -74,7 +74,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from periface.evaluation.datasets import require_datasets  # noqa: E402
-from periface.evaluation.lfw import read_pairs  # noqa: E402
+from periface.evaluation.lfw import pair_labels, read_pairs  # noqa: E402
 from periface.evaluation.pipelines import central, stable_seed  # noqa: E402
 
 CACHE = ROOT / ".cache" / "robust"
@@ -701,8 +701,7 @@ def _metrics(name: str, emb: HeadOnFeatures, v2: dict, v1: dict, real: dict) -> 
 
     ds = require_datasets()
     pairs = read_pairs(ds / "lfw" / "pairs.txt")
-    same = np.array([p.same for p in pairs])
-    folds = np.array([p.fold for p in pairs])
+    same, folds = pair_labels(pairs)
     plain, masked = _by_key(v2, emb(v2))
     report: dict = {}
     for variant, second in (("unmasked", plain), ("masked_probe", masked)):

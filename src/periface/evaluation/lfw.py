@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Pair:
@@ -39,6 +41,11 @@ def read_pairs(path: Path) -> list[Pair]:
         else:
             raise ValueError(f"{path}: line {i + 2} has {len(row)} fields")
     return pairs
+
+
+def pair_labels(pairs: list[Pair]) -> tuple[np.ndarray, np.ndarray]:
+    """(same, fold) of each pair as arrays, the form the metrics take."""
+    return np.array([p.same for p in pairs]), np.array([p.fold for p in pairs])
 
 
 def pair_images(pairs: list[Pair]) -> list[str]:

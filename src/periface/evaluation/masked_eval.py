@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from ..masked import fuse, masked_reference_scores
-from .lfw import read_pairs
+from .lfw import pair_labels, read_pairs
 from .metrics import verification_summary
 from .pipelines import EmbeddingCache, central, embed_paths, pipeline_fingerprint, stable_seed
 from .verification import make_masker
@@ -84,8 +84,7 @@ def evaluate_masked_methods(
     progress: Callable[[str, int], Callable[[], None]] | None = None,
 ) -> dict:
     pairs = read_pairs(pairs_file)
-    same = np.array([p.same for p in pairs])
-    folds = np.array([p.fold for p in pairs])
+    same, folds = pair_labels(pairs)
     firsts = sorted({p.a for p in pairs})
     seconds = sorted({p.b for p in pairs})
     d, k = engine.embedder.dim, engine.masked_params.variants
@@ -218,6 +217,5 @@ def fusion_from_caches(pairs_file: Path, *, seed: int = 0) -> dict:
     a = np.stack([fused(s_plain.get(p.a), d_plain.get(p.a)) for p in pairs])
     b = np.stack([fused(s_masked.get(p.b), d_masked.get(p.b)) for p in pairs])
     s = np.einsum("ij,ij->i", a, b)
-    same = np.array([p.same for p in pairs])
-    return verification_summary(s, same, np.array([p.fold for p in pairs])) | {
+    return verification_summary(s, *pair_labels(pairs)) | {
             "pairs_missing_an_embedding": int(np.sum(~np.isfinite(s))), "weights": params["weights"]}

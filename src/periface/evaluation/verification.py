@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from .lfw import Pair, read_pairs
+from .lfw import Pair, pair_labels, read_pairs
 from .metrics import roc, verification_summary
 from .pipelines import EmbeddingCache, Pipeline, embed_paths, stable_seed
 
@@ -60,8 +60,7 @@ def evaluate_pairs(
     progress: Callable[[str, int], Callable[[], None]] | None = None,
 ) -> dict:
     pairs = read_pairs(pairs_file)
-    same = np.array([p.same for p in pairs])
-    folds = np.array([p.fold for p in pairs])
+    same, folds = pair_labels(pairs)
     firsts = sorted({p.a for p in pairs})
     seconds = sorted({p.b for p in pairs})
     report: dict = {"pairs_file": str(pairs_file), "pairs": len(pairs), "mask": mask, "seed": seed, "pipelines": {}}
