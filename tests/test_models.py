@@ -26,3 +26,27 @@ def test_a_file_without_a_recorded_checksum_is_refused(tmp_path):
     (tmp_path / "unlisted.onnx").write_bytes(b"x")
     with pytest.raises(ModelError, match="no SHA-256 recorded"):
         recorded_sha256(tmp_path / "unlisted.onnx")
+
+
+def test_mediapipe_start_up_notices_are_dropped_and_anything_else_on_stderr_is_kept(capfd):
+    import os
+
+    from periface.models import routine_native_notices_hidden
+
+    with routine_native_notices_hidden():
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+        os.write(2, b"E0000 something native really went wrong\n")
+    assert capfd.readouterr().err == "E0000 something native really went wrong\n"
+
+
+def test_a_cli_command_that_runs_face_mesh_prints_no_native_notices(tmp_path, fixtures):
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "periface.cli", "mask-synth", str(fixtures / "obama.jpg"), "--out", str(tmp_path),
+         "--seed", "1"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "XNNPACK" not in out.stderr and "W0000" not in out.stderr, out.stderr

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
+import sys
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 from .errors import ModelError
 
@@ -134,3 +139,34 @@ def packaged_file(relpath: str) -> Path:
     """A file periface trains and ships under ``data/``, verified against its recorded SHA-256."""
     path = PACKAGE_DATA / relpath
     return verified(path, recorded_sha256(path), relpath)
+
+
+# What MediaPipe's native code (TFLite, absl) prints on stderr each time one of its graphs is built: notices, not
+# problems, and up to five of them on every CLI command that reaches BlazeFace or Face Mesh.
+_ROUTINE_NATIVE_NOTICES = (
+    b"Created TensorFlow Lite XNNPACK delegate",
+    b"All log messages before absl::InitializeLog()",
+    b"Feedback manager requires a model with a single signature",
+    b"Using NORM_RECT without IMAGE_DIMENSIONS is only supported for the square ROI",
+)
+
+
+@contextmanager
+def routine_native_notices_hidden() -> Iterator[None]:
+    """Build a MediaPipe graph inside this: its routine start-up notices are dropped from stderr, and anything
+    else written there meanwhile (by it or by another thread) is passed on when the block ends."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [ln for ln in held.read().splitlines(keepends=True)
+                    if not any(notice in ln for notice in _ROUTINE_NATIVE_NOTICES)]
+            if kept:
+                sys.stderr.write(b"".join(kept).decode(errors="replace"))
+                sys.stderr.flush()

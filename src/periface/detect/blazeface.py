@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 
 from ..faces import Faces
-from ..models import model_path
+from ..models import model_path, routine_native_notices_hidden
 
 # In the ArcFace template the mouth is 0.83 eye-distances wide; BlazeFace gives only the mouth centre.
 _HALF_MOUTH_PER_EYE_VECTOR = 0.414
@@ -31,9 +31,11 @@ class BlazeFaceDetector:
             model_path("blazeface_short" if self.model == "short" else "blazeface_full")  # SHA-256 check
             from mediapipe.python.solutions.face_detection import FaceDetection
 
-            self._solution = FaceDetection(
-                model_selection=0 if self.model == "short" else 1, min_detection_confidence=self.score_threshold
-            )
+            with routine_native_notices_hidden():
+                self._solution = FaceDetection(
+                    model_selection=0 if self.model == "short" else 1, min_detection_confidence=self.score_threshold
+                )
+                self._solution.process(np.zeros((64, 64, 3), np.uint8))  # its native threads log as they start
         return self._solution
 
     def detect(self, rgb: np.ndarray) -> Faces:

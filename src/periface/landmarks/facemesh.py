@@ -92,26 +92,37 @@ class FaceMeshLandmarker:
         self.box_margin = box_margin
         self.crop_min_side = crop_min_side
         self._mesh: Any = None
+        self._first_face_seen = False
         self._lock = threading.Lock()
 
     def _model(self) -> Any:
         # Called with the lock held: MediaPipe graphs are not safe to share between threads.
         if self._mesh is None:
-            from ..models import model_path
+            from ..models import model_path, routine_native_notices_hidden
 
             model_path("face_mesh")  # raises ModelError if the shipped file is missing or altered
             from mediapipe.python.solutions import face_mesh as mp_face_mesh
 
-            self._mesh = mp_face_mesh.FaceMesh(
-                static_image_mode=True, refine_landmarks=False, max_num_faces=self.max_num_faces,
-                min_detection_confidence=self.min_detection_confidence,
-            )
+            with routine_native_notices_hidden():
+                self._mesh = mp_face_mesh.FaceMesh(
+                    static_image_mode=True, refine_landmarks=False, max_num_faces=self.max_num_faces,
+                    min_detection_confidence=self.min_detection_confidence,
+                )
+                self._mesh.process(np.zeros((64, 64, 3), np.uint8))  # its native threads log as they start
         return self._mesh
 
     def _run(self, rgb: np.ndarray) -> list[np.ndarray]:
+        from ..models import routine_native_notices_hidden
+
         h, w = rgb.shape[:2]
         with self._lock:
-            result = self._model().process(np.ascontiguousarray(rgb))
+            mesh = self._model()
+            if self._first_face_seen:
+                result = mesh.process(np.ascontiguousarray(rgb))
+            else:  # the landmark stage logs a notice the first time it runs, on the first face found
+                with routine_native_notices_hidden():
+                    result = mesh.process(np.ascontiguousarray(rgb))
+                self._first_face_seen = bool(result.multi_face_landmarks)
         faces = []
         for face in result.multi_face_landmarks or ():
             pts = np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float32)
