@@ -6,6 +6,8 @@ Faces are warped with a similarity transform that maps their five landmarks onto
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -57,3 +59,62 @@ def template_landmarks_for_box(box: np.ndarray) -> np.ndarray:
     # The template face spans roughly x 0.19..0.81 and y 0.12..0.98 of a 112 crop; map that span onto the box.
     norm = (ARCFACE_112 - np.array([21.0, 13.0])) / np.array([70.0, 96.0])
     return (norm * np.array([x1 - x0, y1 - y0]) + np.array([x0, y0])).astype(np.float32)
+
+
+#: Face Mesh contour points of each eye (image left, image right): what a mask never covers.
+EYE_MESH_POINTS = (
+    (33, 133, 159, 145, 160, 144, 158, 153, 157, 154, 155, 173, 246, 161, 163, 7),
+    (362, 263, 386, 374, 385, 380, 387, 373, 384, 381, 382, 398, 466, 388, 390, 249),
+)
+EYE_ALIGNMENT_FILE = "eye_alignment.json"
+
+
+def eye_frame(mesh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(origin, 2x2 matrix) of the similarity taking image points to a frame where the eyes' centres are (0, 0)
+    and (1, 0): mesh points in that frame describe the eyes' shape apart from position, size and roll."""
+    left, right = (mesh[list(idx), :2].mean(0) for idx in EYE_MESH_POINTS)
+    d = right - left
+    s = float(np.hypot(*d))
+    c, si = d / s
+    return left, np.array([[c, si], [-si, c]]) / s
+
+
+def eye_features(mesh: np.ndarray) -> np.ndarray:
+    """The eyes' 32 mesh points in the eye frame, flattened (64,)."""
+    origin, rot = eye_frame(mesh)
+    idx = list(EYE_MESH_POINTS[0] + EYE_MESH_POINTS[1])
+    return ((mesh[idx, :2] - origin) @ rot.T).ravel()
+
+
+@dataclass(frozen=True)
+class EyeAnchoredPoints:
+    """The five alignment points of a masked face placed from its eyes alone.
+
+    A detector's five points on a masked face are guesses for the nose and mouth, and its eye points drift with
+    them (on LFW renders ~5 px in the 112 crop against the same face unmasked; Face Mesh's eyes move ~1 px). A
+    linear model fitted on *unmasked* faces (``scripts/fit_eye_alignment.py``: Face Mesh eye points in the eye
+    frame -> the detector's five points) places all five from the eyes; a masked face is embedded aligned both
+    ways and the two embeddings are averaged with ``weight`` on this one (chosen on LFW View-1).
+    """
+
+    coef: np.ndarray  # (10, 64)
+    intercept: np.ndarray  # (10,)
+    weight: float
+    sha256: str
+
+    @classmethod
+    def load(cls, name: str = EYE_ALIGNMENT_FILE) -> "EyeAnchoredPoints":
+        import json
+
+        from .models import packaged_file, recorded_sha256
+
+        path = packaged_file(name)  # SHA-256 checked
+        doc = json.loads(path.read_text())
+        return cls(np.array(doc["coef"], np.float64), np.array(doc["intercept"], np.float64), float(doc["weight"]),
+                   recorded_sha256(path))
+
+    def __call__(self, mesh: np.ndarray) -> np.ndarray:
+        """(5, 2) float32 image points from a (468, 2|3) Face Mesh."""
+        origin, rot = eye_frame(mesh)
+        in_frame = (self.coef @ eye_features(mesh) + self.intercept).reshape(5, 2)
+        return (in_frame @ np.linalg.inv(rot).T + origin).astype(np.float32)

@@ -20,6 +20,9 @@ class Settings(BaseSettings):
         "sface-robust", description="default backbone: sface-robust | sface | dlib | fusion (see embed.EMBEDDERS)"
     )
     nose_mouth_visibility: bool = Field(True, description="run Face Mesh per face to say whether nose and mouth show")
+    masked_eye_alignment: bool = Field(
+        True, description="masked faces: also align on points placed from Face Mesh's eyes and average the embeddings"
+    )
     flip: bool = Field(True, description="sface-robust: average each face's embedding with its mirror image's (more accurate, 2x embedding time)")
     threads: int = Field(0, description="threads of each ONNX Runtime session (0: all cores); the service sets cores/workers")
     verify_far: float = Field(1e-3, description="false accept rate the verify threshold is set at")

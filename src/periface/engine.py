@@ -10,6 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .align import EyeAnchoredPoints
 from .config import Settings
 from .detect import FaceFinder
 from .embed import Embedder, create_embedder
@@ -48,6 +49,7 @@ class Engine:
         self._calibration: Calibration | None = None
         self._masked_calibration: Calibration | None = None
         self._adapter = None
+        self._eye_points: EyeAnchoredPoints | None = None
 
     @property
     def mask_classifier(self) -> MaskClassifier:
@@ -132,7 +134,30 @@ class Engine:
             self._describe_mask(rgb, faces, visibility=visibility)
         if embed:
             faces.embeddings = self.embedder.embed(rgb, faces.boxes, faces.landmarks)
+            if mask and self.settings.masked_eye_alignment:
+                self._embed_masked_faces_from_eyes_too(rgb, faces)
         return faces
+
+    @property
+    def eye_points(self) -> EyeAnchoredPoints:
+        if self._eye_points is None:
+            self._eye_points = EyeAnchoredPoints.load()
+        return self._eye_points
+
+    def _embed_masked_faces_from_eyes_too(self, rgb: np.ndarray, faces: Faces) -> None:
+        """A masked face's embedding averages two alignments: the detector's five points and five placed from
+        the eyes Face Mesh finds above the mask (``align.EyeAnchoredPoints``). Unchanged when no mesh is found."""
+        from .landmarks.facemesh import shared_landmarker
+
+        for i in np.flatnonzero(np.array(faces.mask) != "none"):
+            mesh = shared_landmarker().landmarks(rgb, faces.boxes[i])
+            if mesh is None:
+                continue
+            points = self.eye_points(mesh)[None]
+            from_eyes = self.embedder.embed(rgb, faces.boxes[i : i + 1], points)[0]
+            w = self.eye_points.weight
+            both = (1 - w) * faces.embeddings[i] + w * from_eyes
+            faces.embeddings[i] = both / np.linalg.norm(both)
 
     def _describe_mask(self, rgb: np.ndarray, faces: Faces, *, visibility: bool = True) -> None:
         """Mask state and P(mask); with the shipped CNN also nose/mouth visibility, from one pass of the CNN."""

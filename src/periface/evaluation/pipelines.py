@@ -59,6 +59,8 @@ def pipeline_fingerprint(engine, *, routed: bool = False) -> str:
     parts = [engine.finder.fingerprint, engine.embedder.fingerprint]
     if routed:
         parts.append(engine.mask_classifier.fingerprint)
+        if engine.settings.masked_eye_alignment:
+            parts.append(f"eye-alignment:{engine.eye_points.sha256}")
     return "|".join(parts)
 
 

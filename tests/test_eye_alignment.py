@@ -1,0 +1,45 @@
+"""Masked faces are aligned a second time on points placed from Face Mesh's eyes (``align.EyeAnchoredPoints``)."""
+
+import numpy as np
+
+from periface import Engine
+from periface.align import EyeAnchoredPoints, eye_frame
+from periface.config import Settings
+from periface.image import load_image
+from periface.landmarks.facemesh import shared_landmarker
+from periface.mask.render import add_mask
+
+
+def test_points_from_the_eyes_land_near_the_detectors_on_an_unmasked_face(engine, fixtures):
+    rgb = load_image(fixtures / "obama.jpg")
+    faces = engine.finder.find(rgb)
+    mesh = shared_landmarker().landmarks(rgb, faces.boxes[0])
+    placed = EyeAnchoredPoints.load()(mesh)
+    interocular = np.linalg.norm(faces.landmarks[0, 1] - faces.landmarks[0, 0])
+    assert placed.shape == (5, 2)
+    # the fit is on other people's unmasked faces; on this one every point falls within 15% of the eye distance
+    assert (np.linalg.norm(placed - faces.landmarks[0], axis=1) < 0.15 * interocular).all()
+
+
+def test_the_eye_frame_ignores_position_size_and_roll():
+    mesh = np.random.default_rng(0).uniform(0, 100, (468, 2))
+    angle, scale, shift = 0.4, 2.5, np.array([30.0, -12.0])
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    moved = scale * mesh @ rot.T + shift
+    points = EyeAnchoredPoints.load()
+    np.testing.assert_allclose(points(moved), scale * points(mesh) @ rot.T + shift, atol=1e-3)
+    origin, _ = eye_frame(moved)
+    assert np.isfinite(origin).all()
+
+
+def test_only_masked_faces_get_the_second_alignment(fixtures):
+    rgb = load_image(fixtures / "obama.jpg")
+    masked = add_mask(rgb, seed=3, coverage="full").image
+    with_eyes, without = Engine(), Engine(settings=Settings(masked_eye_alignment=False))
+    a, b = with_eyes.analyze(masked), without.analyze(masked)
+    assert a.mask[0] != "none" and b.mask[0] != "none"
+    cos = float(a.embeddings[0] @ b.embeddings[0])
+    assert 0.8 < cos < 0.9999  # the same face, aligned partly differently
+    np.testing.assert_allclose(np.linalg.norm(a.embeddings, axis=1), 1.0, atol=1e-5)
+    plain_a, plain_b = with_eyes.analyze(rgb), without.analyze(rgb)
+    np.testing.assert_array_equal(plain_a.embeddings, plain_b.embeddings)
