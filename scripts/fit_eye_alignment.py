@@ -103,7 +103,7 @@ def main() -> int:
     engine = Engine()
     coef, intercept, n = fit_points_model(engine, photos)
     print(f"fitted on {n} unmasked faces of {len(photos)} photos")
-    provisional = EyeAnchoredPoints(coef, intercept, 0.5, "")
+    provisional = EyeAnchoredPoints(coef, intercept, "")
     weight, view1 = choose_weight(engine, provisional, datasets / "lfw")
     out = PACKAGE_DATA / EYE_ALIGNMENT_FILE
     out.write_text(json.dumps({

@@ -93,13 +93,12 @@ class EyeAnchoredPoints:
     A detector's five points on a masked face are guesses for the nose and mouth, and its eye points drift with
     them (on LFW renders ~5 px in the 112 crop against the same face unmasked; Face Mesh's eyes move ~1 px). A
     linear model fitted on *unmasked* faces (``scripts/fit_eye_alignment.py``: Face Mesh eye points in the eye
-    frame -> the detector's five points) places all five from the eyes; a masked face is embedded aligned both
-    ways and the two embeddings are averaged with ``weight`` on this one (chosen on LFW View-1).
+    frame -> the detector's five points) places all five from the eyes. ``Engine`` averages the embeddings of a
+    masked face aligned on these points, on the detector's and on BlazeFace's (see ``Engine.describe``).
     """
 
     coef: np.ndarray  # (10, 64)
     intercept: np.ndarray  # (10,)
-    weight: float
     sha256: str
 
     @classmethod
@@ -110,8 +109,7 @@ class EyeAnchoredPoints:
 
         path = packaged_file(name)  # SHA-256 checked
         doc = json.loads(path.read_text())
-        return cls(np.array(doc["coef"], np.float64), np.array(doc["intercept"], np.float64), float(doc["weight"]),
-                   recorded_sha256(path))
+        return cls(np.array(doc["coef"], np.float64), np.array(doc["intercept"], np.float64), recorded_sha256(path))
 
     def __call__(self, mesh: np.ndarray) -> np.ndarray:
         """(5, 2) float32 image points from a (468, 2|3) Face Mesh."""

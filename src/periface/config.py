@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     )
     nose_mouth_visibility: bool = Field(True, description="run Face Mesh per face to say whether nose and mouth show")
     masked_eye_alignment: bool = Field(
-        True, description="masked faces: also align on points placed from Face Mesh's eyes and average the embeddings"
+        True, description="masked faces: embed aligned three ways (detector, Face Mesh's eyes, BlazeFace) and average"
     )
     flip: bool = Field(True, description="sface-robust: average each face's embedding with its mirror image's (more accurate, 2x embedding time)")
     threads: int = Field(0, description="threads of each ONNX Runtime session (0: all cores); the service sets cores/workers")

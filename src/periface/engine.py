@@ -50,6 +50,7 @@ class Engine:
         self._masked_calibration: Calibration | None = None
         self._adapter = None
         self._eye_points: EyeAnchoredPoints | None = None
+        self._masked_keypoints = None
 
     @property
     def mask_classifier(self) -> MaskClassifier:
@@ -135,7 +136,7 @@ class Engine:
         if embed:
             faces.embeddings = self.embedder.embed(rgb, faces.boxes, faces.landmarks)
             if mask and self.settings.masked_eye_alignment:
-                self._embed_masked_faces_from_eyes_too(rgb, faces)
+                self._embed_masked_faces_three_ways(rgb, faces)
         return faces
 
     @property
@@ -144,20 +145,42 @@ class Engine:
             self._eye_points = EyeAnchoredPoints.load()
         return self._eye_points
 
-    def _embed_masked_faces_from_eyes_too(self, rgb: np.ndarray, faces: Faces) -> None:
-        """A masked face's embedding averages two alignments: the detector's five points and five placed from
-        the eyes Face Mesh finds above the mask (``align.EyeAnchoredPoints``). Unchanged when no mesh is found."""
+    def _embed_masked_faces_three_ways(self, rgb: np.ndarray, faces: Faces) -> None:
+        """A masked face's embedding is the mean over three alignments: the detector's five points, five placed from
+        the eyes Face Mesh finds above the mask (``align.EyeAnchoredPoints``) and BlazeFace's keypoints. Under a mask
+        each source errs in its own way (the detector's eye points drift with its guesses for nose and mouth), and
+        the mean of the three embeddings is closer to the unmasked face than any one. A source that finds nothing
+        is left out."""
+        from .detect.base import iou_matrix
         from .landmarks.facemesh import shared_landmarker
 
-        for i in np.flatnonzero(np.array(faces.mask) != "none"):
+        masked = np.flatnonzero(np.array(faces.mask) != "none")
+        if len(masked) == 0:
+            return
+        blaze = self.masked_keypoint_detector.detect(rgb)
+        overlap = iou_matrix(faces.boxes, blaze.boxes) if len(blaze) else np.zeros((len(faces), 0))
+        for i in masked:
+            box = faces.boxes[i : i + 1]
+            points = []
             mesh = shared_landmarker().landmarks(rgb, faces.boxes[i])
-            if mesh is None:
+            if mesh is not None:
+                points.append(self.eye_points(mesh))
+            if overlap.shape[1] and overlap[i].max() > 0.3:
+                points.append(blaze.landmarks[int(np.argmax(overlap[i]))])
+            if not points:
                 continue
-            points = self.eye_points(mesh)[None]
-            from_eyes = self.embedder.embed(rgb, faces.boxes[i : i + 1], points)[0]
-            w = self.eye_points.weight
-            both = (1 - w) * faces.embeddings[i] + w * from_eyes
-            faces.embeddings[i] = both / np.linalg.norm(both)
+            others = self.embedder.embed(rgb, np.repeat(box, len(points), axis=0), np.stack(points))
+            mean = faces.embeddings[i] + others.sum(axis=0)
+            faces.embeddings[i] = mean / np.linalg.norm(mean)
+
+    @property
+    def masked_keypoint_detector(self):
+        """BlazeFace short range at score 0.3: the third alignment of masked faces (its eyes, nose, mouth centre)."""
+        if self._masked_keypoints is None:
+            from .detect.blazeface import BlazeFaceDetector
+
+            self._masked_keypoints = BlazeFaceDetector("short", score_threshold=0.3)
+        return self._masked_keypoints
 
     def _describe_mask(self, rgb: np.ndarray, faces: Faces, *, visibility: bool = True) -> None:
         """Mask state and P(mask); with the shipped CNN also nose/mouth visibility, from one pass of the CNN."""

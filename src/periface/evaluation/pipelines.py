@@ -60,7 +60,8 @@ def pipeline_fingerprint(engine, *, routed: bool = False) -> str:
     if routed:
         parts.append(engine.mask_classifier.fingerprint)
         if engine.settings.masked_eye_alignment:
-            parts.append(f"eye-alignment:{engine.eye_points.sha256}")
+            parts.append(f"masked-alignments:detector+eyes:{engine.eye_points.sha256}+"
+                         f"{engine.masked_keypoint_detector.fingerprint}")
     return "|".join(parts)
 
 
