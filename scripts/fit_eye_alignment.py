@@ -6,9 +6,11 @@
    list, the fine-tuning set), the face finder's five points and Face Mesh's eye points, both in the eye frame;
    least squares (ridge, alpha 1e-3) from the eyes' 64 numbers to the five points' 10. No mask is involved, so
    nothing here is fitted to the project's renderer.
-2. The weight of the eye-aligned embedding in the average, on LFW View-1 ``pairsDevTest.txt`` (1,000 pairs, no
-   View-2 image): second image masked by the renderer (seed 0, full coverage, as the benchmarks), the shipped
-   embedder, candidates 0, 0.25, 0.5, 0.75, 1; the lowest EER wins (ties: the smaller weight).
+2. How to mix the eye-aligned embedding with the detector-aligned one, on LFW View-1 ``pairsDevTest.txt`` (1,000
+   pairs, no View-2 image): second image masked by the renderer (seed 0, full coverage, as the benchmarks), the
+   shipped embedder, weights 0, 0.25, 0.5, 0.75, 1 on the eye-aligned one; the lowest EER wins (ties: the smaller
+   weight) and is recorded in the JSON. It chose 0.5, an equal mean, which is what ``Engine`` uses; BlazeFace's
+   keypoints were then added as a third alignment of equal weight (``benchmarks/masked_alignments.py``).
 """
 
 from __future__ import annotations

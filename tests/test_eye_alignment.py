@@ -1,4 +1,4 @@
-"""Masked faces are aligned a second time on points placed from Face Mesh's eyes (``align.EyeAnchoredPoints``)."""
+"""Masked faces are also aligned on points placed from Face Mesh's eyes (``align.EyeAnchoredPoints``) and on BlazeFace's."""
 
 import numpy as np
 
@@ -32,7 +32,7 @@ def test_the_eye_frame_ignores_position_size_and_roll():
     assert np.isfinite(origin).all()
 
 
-def test_only_masked_faces_get_the_second_alignment(fixtures):
+def test_only_masked_faces_get_the_extra_alignments(fixtures):
     rgb = load_image(fixtures / "obama.jpg")
     masked = add_mask(rgb, seed=3, coverage="full").image
     with_eyes, without = Engine(), Engine(settings=Settings(masked_eye_alignment=False))
@@ -43,3 +43,14 @@ def test_only_masked_faces_get_the_second_alignment(fixtures):
     np.testing.assert_allclose(np.linalg.norm(a.embeddings, axis=1), 1.0, atol=1e-5)
     plain_a, plain_b = with_eyes.analyze(rgb), without.analyze(rgb)
     np.testing.assert_array_equal(plain_a.embeddings, plain_b.embeddings)
+
+
+def test_a_masked_face_gets_the_eye_and_blazeface_alignments_near_the_detectors(engine, fixtures):
+    masked = add_mask(load_image(fixtures / "obama.jpg"), seed=3, coverage="full").image
+    faces = engine.finder.find(masked)
+    views = engine.masked_alignments(masked, faces.boxes[0])
+    assert set(views) == {"eyes", "blazeface"}
+    interocular = np.linalg.norm(faces.landmarks[0, 1] - faces.landmarks[0, 0])
+    for points in views.values():  # other estimates of the same face, not of another one
+        assert points.shape == (5, 2)
+        assert np.linalg.norm(points[:2] - faces.landmarks[0, :2], axis=1).max() < 0.3 * interocular

@@ -151,27 +151,36 @@ class Engine:
         each source errs in its own way (the detector's eye points drift with its guesses for nose and mouth), and
         the mean of the three embeddings is closer to the unmasked face than any one. A source that finds nothing
         is left out."""
-        from .detect.base import iou_matrix
-        from .landmarks.facemesh import shared_landmarker
-
         masked = np.flatnonzero(np.array(faces.mask) != "none")
         if len(masked) == 0:
             return
         blaze = self.masked_keypoint_detector.detect(rgb)
-        overlap = iou_matrix(faces.boxes, blaze.boxes) if len(blaze) else np.zeros((len(faces), 0))
         for i in masked:
-            box = faces.boxes[i : i + 1]
-            points = []
-            mesh = shared_landmarker().landmarks(rgb, faces.boxes[i])
-            if mesh is not None:
-                points.append(self.eye_points(mesh))
-            if overlap.shape[1] and overlap[i].max() > 0.3:
-                points.append(blaze.landmarks[int(np.argmax(overlap[i]))])
+            points = list(self.masked_alignments(rgb, faces.boxes[i], blaze).values())
             if not points:
                 continue
+            box = faces.boxes[i : i + 1]
             others = self.embedder.embed(rgb, np.repeat(box, len(points), axis=0), np.stack(points))
             mean = faces.embeddings[i] + others.sum(axis=0)
             faces.embeddings[i] = mean / np.linalg.norm(mean)
+
+    def masked_alignments(self, rgb: np.ndarray, box: np.ndarray, blaze: Faces | None = None) -> dict[str, np.ndarray]:
+        """The (5, 2) alignments a masked face in ``box`` gets besides the detector's, where found: ``"eyes"`` (from
+        Face Mesh) and ``"blazeface"`` (the BlazeFace face overlapping ``box`` with IoU > 0.3; ``blaze``: its
+        detections in ``rgb`` when already run)."""
+        from .detect.base import iou_matrix
+        from .landmarks.facemesh import shared_landmarker
+
+        out = {}
+        mesh = shared_landmarker().landmarks(rgb, box)
+        if mesh is not None:
+            out["eyes"] = self.eye_points(mesh)
+        blaze = self.masked_keypoint_detector.detect(rgb) if blaze is None else blaze
+        if len(blaze):
+            overlap = iou_matrix(np.asarray(box, np.float32)[None], blaze.boxes)[0]
+            if overlap.max() > 0.3:
+                out["blazeface"] = blaze.landmarks[int(np.argmax(overlap))]
+        return out
 
     @property
     def masked_keypoint_detector(self):
