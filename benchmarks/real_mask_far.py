@@ -52,12 +52,15 @@ def backbone_rows(engine: Engine, gallery: list[str], probes: list[tuple[np.ndar
     plain_g = embed_paths(gallery, root / "lfw/images", periface_pipeline(engine), plain_cache, d)
     gallery = [p for p in gallery if np.isfinite(plain_g[p]).all()]
     gx = np.stack([plain_g[p] for p in gallery])
+    # plain: the detector's alignment only; routed: as in use (a masked face is aligned three ways, Engine.describe)
     e = np.stack([engine.describe(rgb, faces, mask=False).embeddings[0]
-                  for rgb, faces in track(probes, description=f"{label}: real masked crops")])
+                  for rgb, faces in track(probes, description=f"{label}: real masked crops, plain")])
     rows = [(f"{label} plain", e @ gx.T, engine.calibration)]
     refs = EmbeddingCache(name, f"masked-refs-k{k}", fingerprint)
     if engine.has_masked_path and all(refs.get(p) is not None for p in gallery):
         rx = np.stack([refs.get(p).reshape(k, d) for p in gallery])
+        e = np.stack([engine.describe(rgb, faces, visibility=False).embeddings[0]
+                      for rgb, faces in track(probes, description=f"{label}: real masked crops, as routed")])
         fused = fuse(engine.adapt(e) @ gx.T, masked_reference_scores(e, rx), engine.masked_params.weight_masked_refs)
         rows.insert(0, (f"{label} masked path (routed probes)", fused[routed], engine.masked_calibration))
     elif engine.has_masked_path:

@@ -54,3 +54,8 @@ def test_a_masked_face_gets_the_eye_and_blazeface_alignments_near_the_detectors(
     for points in views.values():  # other estimates of the same face, not of another one
         assert points.shape == (5, 2)
         assert np.linalg.norm(points[:2] - faces.landmarks[0, :2], axis=1).max() < 0.3 * interocular
+
+
+def test_an_engine_whose_masked_path_uses_an_adapter_keeps_the_detector_alignment():
+    assert Engine().aligns_masked_faces_three_ways  # sface-robust: no adapter
+    assert not Engine("sface").aligns_masked_faces_three_ways  # its adapter was fitted on detector-aligned faces

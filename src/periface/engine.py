@@ -135,9 +135,16 @@ class Engine:
             self._describe_mask(rgb, faces, visibility=visibility)
         if embed:
             faces.embeddings = self.embedder.embed(rgb, faces.boxes, faces.landmarks)
-            if mask and self.settings.masked_eye_alignment:
+            if mask and self.aligns_masked_faces_three_ways:
                 self._embed_masked_faces_three_ways(rgb, faces)
         return faces
+
+    @property
+    def aligns_masked_faces_three_ways(self) -> bool:
+        """Whether masked faces are embedded on three alignments (``_embed_masked_faces_three_ways``). Measured and
+        shipped for masked paths without an unmasking adapter (sface-robust's); an adapter was fitted on embeddings
+        of detector-aligned masked faces, so an engine whose masked path uses one (SFace) keeps that alignment."""
+        return self.settings.masked_eye_alignment and self.masked_params.adapter is None
 
     @property
     def eye_points(self) -> EyeAnchoredPoints:

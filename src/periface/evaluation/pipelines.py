@@ -59,7 +59,7 @@ def pipeline_fingerprint(engine, *, routed: bool = False) -> str:
     parts = [engine.finder.fingerprint, engine.embedder.fingerprint]
     if routed:
         parts.append(engine.mask_classifier.fingerprint)
-        if engine.settings.masked_eye_alignment:
+        if engine.aligns_masked_faces_three_ways:
             parts.append(f"masked-alignments:detector+eyes:{engine.eye_points.sha256}+"
                          f"{engine.masked_keypoint_detector.fingerprint}")
     return "|".join(parts)
