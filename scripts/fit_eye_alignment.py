@@ -25,11 +25,11 @@ from rich.progress import track
 from sklearn.linear_model import Ridge
 
 from periface import Engine
-from periface.align import EYE_ALIGNMENT_FILE, EyeAnchoredPoints, eye_features, eye_frame
+from periface.align import EYE_ALIGNMENT_FILE, EyeAnchoredPoints, eye_features, eye_frame, to_eye_frame
 from periface.evaluation.datasets import require_datasets
 from periface.evaluation.lfw import pair_labels, read_pairs
 from periface.evaluation.metrics import eer, tar_at_far
-from periface.evaluation.pipelines import central
+from periface.evaluation.pipelines import EmbeddingCache, central, embed_paths, periface_pipeline, pipeline_fingerprint
 from periface.evaluation.verification import make_masker
 from periface.image import load_image
 from periface.landmarks.facemesh import shared_landmarker
@@ -50,9 +50,9 @@ def fit_points_model(engine: Engine, photos: list[Path]) -> tuple[np.ndarray, np
         mesh = mesher.landmarks(rgb, faces.boxes[i])
         if mesh is None:
             continue
-        origin, rot = eye_frame(mesh)
-        x.append(eye_features(mesh))
-        y.append(((faces.landmarks[i] - origin) @ rot.T).ravel())
+        frame = eye_frame(mesh)
+        x.append(eye_features(mesh, frame))
+        y.append(to_eye_frame(faces.landmarks[i], frame).ravel())
     model = Ridge(alpha=1e-3).fit(np.array(x), np.array(y))
     return model.coef_, model.intercept_, len(x)
 
@@ -61,12 +61,9 @@ def choose_weight(engine: Engine, points: EyeAnchoredPoints, lfw: Path) -> tuple
     pairs = read_pairs(lfw / "pairsDevTest.txt")
     same, _ = pair_labels(pairs)
     mesher, masker = shared_landmarker(), make_masker(0)
-    refs: dict[str, np.ndarray] = {}
-    for a in track(sorted({p.a for p in pairs}), description="View-1 references"):
-        rgb = load_image(lfw / "images" / a)
-        faces = engine.finder.find(rgb)
-        i = central(faces.boxes, rgb.shape[:2])
-        refs[a] = engine.embedder.embed(rgb, faces.boxes[i:i + 1], faces.landmarks[i:i + 1])[0] if i is not None else None
+    refs = embed_paths(sorted({p.a for p in pairs}), lfw / "images", periface_pipeline(engine),
+                       EmbeddingCache(f"periface-{engine.embedder.name}", "none", pipeline_fingerprint(engine)),
+                       engine.embedder.dim)  # NaN: no face
     detector_aligned, eye_aligned = {}, {}
     for b in track(sorted({p.b for p in pairs}), description="View-1 masked probes"):
         rgb = masker(load_image(lfw / "images" / b), b)
@@ -83,8 +80,8 @@ def choose_weight(engine: Engine, points: EyeAnchoredPoints, lfw: Path) -> tuple
     for w in WEIGHTS:
         s = []
         for p in pairs:
-            ref, probe = refs.get(p.a), detector_aligned.get(p.b)
-            if ref is None or probe is None:
+            ref, probe = refs[p.a], detector_aligned.get(p.b)
+            if not np.isfinite(ref).all() or probe is None:
                 s.append(-1.0)
                 continue
             v = (1 - w) * probe + w * eye_aligned[p.b]

@@ -32,10 +32,10 @@ from periface.embed.adapter import EmbeddingAdapter
 from periface.evaluation.datasets import require_datasets
 from periface.evaluation.lfw import pair_images, people_in, read_pairs
 from periface.evaluation.metrics import tar_at_far
-from periface.evaluation.pipelines import central, fingerprint_tag, pipeline_fingerprint, stable_seed
+from periface.evaluation.pipelines import central, fingerprint_tag, pipeline_fingerprint, stable_seed, with_renderer
 from periface.image import load_image
 from periface.landmarks.facemesh import shared_landmarker
-from periface.mask.render import random_style, render_mask, renderer_fingerprint
+from periface.mask.render import random_style, render_mask
 from periface.masked import PARAMS_FILE, fuse, masked_reference_embeddings, masked_reference_scores
 from periface.match import CALIBRATION_DIR, Calibration
 from periface.models import PACKAGE_DATA, record_sha256
@@ -77,7 +77,7 @@ def masked_face(engine: Engine, masked: np.ndarray, is_crop: bool, original):
 
 def cache_tag(engine: Engine) -> str:
     """Caches here hold embeddings of rendered masks: keyed by the models and by the renderer's code."""
-    return fingerprint_tag(f"{pipeline_fingerprint(engine)}|renderer:{renderer_fingerprint()}")
+    return fingerprint_tag(with_renderer(pipeline_fingerprint(engine)))
 
 
 def embed_training_set(engine: Engine, items, renders: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

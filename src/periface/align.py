@@ -79,11 +79,16 @@ def eye_frame(mesh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return left, np.array([[c, si], [-si, c]]) / s
 
 
-def eye_features(mesh: np.ndarray) -> np.ndarray:
-    """The eyes' 32 mesh points in the eye frame, flattened (64,)."""
-    origin, rot = eye_frame(mesh)
+def to_eye_frame(points: np.ndarray, frame: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """(N, 2) image points in the eye frame of ``eye_frame``."""
+    origin, rot = frame
+    return (points[:, :2] - origin) @ rot.T
+
+
+def eye_features(mesh: np.ndarray, frame: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """The eyes' 32 mesh points in the eye frame (``frame``: the mesh's, when already computed), flattened (64,)."""
     idx = list(EYE_MESH_POINTS[0] + EYE_MESH_POINTS[1])
-    return ((mesh[idx, :2] - origin) @ rot.T).ravel()
+    return to_eye_frame(mesh[idx], frame or eye_frame(mesh)).ravel()
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,6 @@ class EyeAnchoredPoints:
 
     def __call__(self, mesh: np.ndarray) -> np.ndarray:
         """(5, 2) float32 image points from a (468, 2|3) Face Mesh."""
-        origin, rot = eye_frame(mesh)
-        in_frame = (self.coef @ eye_features(mesh) + self.intercept).reshape(5, 2)
+        origin, rot = frame = eye_frame(mesh)
+        in_frame = (self.coef @ eye_features(mesh, frame) + self.intercept).reshape(5, 2)
         return (in_frame @ np.linalg.inv(rot).T + origin).astype(np.float32)

@@ -190,6 +190,11 @@ class Engine:
         return out
 
     @property
+    def masked_alignments_fingerprint(self) -> str:
+        """What the extra alignments of masked faces depend on (for caches of their embeddings)."""
+        return f"masked-alignments:detector+eyes:{self.eye_points.sha256}+{self.masked_keypoint_detector.fingerprint}"
+
+    @property
     def masked_keypoint_detector(self):
         """BlazeFace short range at score 0.3: the third alignment of masked faces (its eyes, nose, mouth centre)."""
         if self._masked_keypoints is None:

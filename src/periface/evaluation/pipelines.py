@@ -60,9 +60,13 @@ def pipeline_fingerprint(engine, *, routed: bool = False) -> str:
     if routed:
         parts.append(engine.mask_classifier.fingerprint)
         if engine.aligns_masked_faces_three_ways:
-            parts.append(f"masked-alignments:detector+eyes:{engine.eye_points.sha256}+"
-                         f"{engine.masked_keypoint_detector.fingerprint}")
+            parts.append(engine.masked_alignments_fingerprint)
     return "|".join(parts)
+
+
+def with_renderer(fingerprint: str) -> str:
+    """The fingerprint of vectors computed from faces wearing rendered masks: the models' and the renderer's code."""
+    return f"{fingerprint}|renderer:{renderer_fingerprint()}"
 
 
 def fingerprint_tag(fingerprint: str) -> str:
@@ -80,7 +84,7 @@ class EmbeddingCache:
 
     def __init__(self, pipeline: str, variant: str, fingerprint: str, root: Path = CACHE_DIR) -> None:
         if variant != "none":
-            fingerprint = f"{fingerprint}|renderer:{renderer_fingerprint()}"
+            fingerprint = with_renderer(fingerprint)
         self.path = Path(root) / f"{pipeline}@{fingerprint_tag(fingerprint)}--{variant}.npz"
         self.store: dict[str, np.ndarray] = {}
         if self.path.exists():
