@@ -1,6 +1,6 @@
 """Train the crowd candidate refiner and refit CrowdFinder's fusion with it (mask-scenes TRAIN split only).
 
-    OMP_NUM_THREADS=1 python scripts/train_face_refiner.py --workers 2     # seeds 0-4, CPU; torch is a training extra
+    OMP_NUM_THREADS=1 python scripts/train_face_refiner.py --workers 2     # CPU; torch is a training extra
 
 Run after ``benchmarks/detect_scenes.py --fit`` (which chooses the detector passes and their box corrections and
 writes a configuration without a refiner); this script keeps those passes and:
@@ -10,11 +10,14 @@ writes a configuration without a refiner); this script keeps those passes and:
    the candidates of the train split, each drawn with a jittered box, and on jittered annotated boxes;
 3. repeats 2. on four folds of the train images (by file-name hash) to get out-of-fold logits and boxes for every
    train candidate, so that the fusion model learns how much to trust the refiner on images it never saw;
-4. for each way of running the refiner (``VARIANTS``: averaged with the mirror image or not, one or two looks),
-   refits the fusion logistic model on the out-of-fold features, picks the threshold by the same rule as before
-   (the lowest probability keeping >= 95% precision on boxes >= 32 px, train split) and keeps the variant with
-   the best out-of-fold recall of masked faces >= 32 px (ties: the simpler one);
-5. writes ``data/face_refiner.onnx`` (final model, all train images) and ``data/crowd_calibration.json``.
+   ``--members M`` trains M networks (other seeds) per fold and for the final model;
+4. for each ensemble size 1..M (the mean of the first k members' outputs) and each way of running it (``VARIANTS``:
+   averaged with the mirror image or not, one or two looks), refits the fusion logistic model on the out-of-fold
+   features, picks the threshold by the same rule as before (the lowest probability keeping >= 95% precision on
+   boxes >= 32 px, train split) and keeps the one with the best out-of-fold recall of masked faces >= 32 px
+   (ties: the simpler one, fewer members first);
+5. writes ``data/face_refiner.onnx`` (final model, all train images; an ensemble is one graph that outputs the
+   members' mean) and ``data/crowd_calibration.json``.
 The held-out test split is judged by ``python benchmarks/detect_scenes.py``.
 
 ``--context C`` trains and runs the refiner on crops C times the box (shipped: 1.6; 2.0 was tried in the fourth
@@ -166,11 +169,57 @@ def torch_outputs(net):
 _SHARED: dict = {}  # what forked fold workers read: scenes, candidates, train images
 
 
-def train_fold(fold: int) -> dict:
+def member_seed(member: int, fold: int | None) -> int:
+    """Member 0 keeps the seeds of the single network shipped before ensembles (final 0, folds 1-4)."""
+    return SEED + 10 * member + (0 if fold is None else 1 + fold)
+
+
+def train_fold(job: tuple[int, int]) -> dict:
+    fold, member = job
     scenes, cands, train = _SHARED["scenes"], _SHARED["cands"], _SHARED["train"]
     fit_images = [i for i in train if fold_of(scenes[i].image.name) != fold]
-    print(f"fold {fold}: fit on {len(fit_images)} images", flush=True)
-    return train_net(sample_pool(scenes, cands, fit_images), scenes, cands, SEED + 1 + fold).state_dict()
+    print(f"fold {fold} member {member}: fit on {len(fit_images)} images", flush=True)
+    return train_net(sample_pool(scenes, cands, fit_images), scenes, cands, member_seed(member, fold)).state_dict()
+
+
+def train_final(member: int) -> dict:
+    scenes, cands, train = _SHARED["scenes"], _SHARED["cands"], _SHARED["train"]
+    return train_net(sample_pool(scenes, cands, train), scenes, cands, member_seed(member, None)).state_dict()
+
+
+def mean_outputs(members: list):
+    """``outputs`` of an ensemble: the mean of its members' (K, 5) outputs."""
+    return lambda crops: np.mean([outputs(crops) for outputs in members], axis=0)
+
+
+def ensemble_module(nets: list):
+    """One module whose output is the mean of ``nets``' outputs (what ``mean_outputs`` computes), for ONNX."""
+    import torch
+
+    class RefinerEnsemble(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.members = torch.nn.ModuleList(nets)
+
+        def forward(self, image):
+            return torch.stack([net(image) for net in self.members]).mean(dim=0)
+
+    return RefinerEnsemble().eval()
+
+
+def run_jobs(fn, jobs: list, workers: int) -> list:
+    if workers > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            return pool.map(fn, jobs)
+    return [fn(job) for job in jobs]
+
+
+def load_net(state: dict):
+    net = build_net()
+    net.load_state_dict(state)
+    return net.eval()
 
 
 def fold_of(name: str) -> int:
@@ -193,6 +242,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workers", type=int, default=1, help="folds trained side by side (one core each)")
     ap.add_argument("--context", type=float, default=CONTEXT, help="crop side / box side the refiner looks at")
+    ap.add_argument("--members", type=int, default=1, help="networks per fold and in the shipped ensemble (seeds)")
     ap.add_argument("--compare-only", action="store_true", help="print the out-of-fold numbers, write nothing")
     args = ap.parse_args()
     scenes = read_scenes(require_datasets() / "mask-scenes")
@@ -200,25 +250,17 @@ def main() -> int:
     cands = scene_candidates(scenes, finder)
     train = [i for i, s in enumerate(scenes) if split_of(s.image.name) == "train"]
 
-    # One refiner per fold of the train images, each to be run on the fold it did not see.
+    # Refiners per fold of the train images, each to be run on the fold it did not see.
     _SHARED.update(scenes=scenes, cands=cands, train=train, context=args.context)
-    if args.workers > 1:
-        import multiprocessing
+    jobs = [(fold, member) for member in range(args.members) for fold in range(FOLDS)]
+    states = dict(zip(jobs, run_jobs(train_fold, jobs, args.workers)))
+    fold_members = [[torch_outputs(load_net(states[fold, m])) for m in range(args.members)] for fold in range(FOLDS)]
 
-        with multiprocessing.get_context("fork").Pool(args.workers) as pool:
-            states = pool.map(train_fold, range(FOLDS))
-    else:
-        states = [train_fold(fold) for fold in range(FOLDS)]
-    fold_nets = []
-    for state in states:
-        net = build_net()
-        net.load_state_dict(state)
-        fold_nets.append(torch_outputs(net.eval()))
-
-    # Per variant: out-of-fold logits and boxes, the fusion fitted on them (labels judged on the refined boxes,
-    # as CrowdFinder.fuse produces them), its threshold, and the train numbers it reaches.
+    # Per ensemble size and variant: out-of-fold logits and boxes, the fusion fitted on them (labels judged on the
+    # refined boxes, as CrowdFinder.fuse produces them), its threshold, and the train numbers it reaches.
     results = []
-    for mirror, iterations in VARIANTS:
+    for members, (mirror, iterations) in [(k, v) for k in range(1, args.members + 1) for v in VARIANTS]:
+        fold_nets = [mean_outputs(m[:members]) for m in fold_members]
         oof = {i: refine_boxes(fold_nets[fold_of(scenes[i].image.name)], cands[i][0], cands[i][1].boxes, mirror,
                                iterations, args.context) for i in train if len(cands[i][1])}
         x = np.concatenate([candidate_features(cands[i][1], oof[i][0]) for i in oof])
@@ -230,31 +272,34 @@ def main() -> int:
                                                        TARGET_PRECISION)
         s = tally(scenes, rows, threshold, finder.min_face_px)
         key = (round(s["masked>=32"]["recall"], 3), round(s[">=32"]["recall"], 3), round(s["all"]["recall"], 3))
-        print(f"train (out of fold), mirror={mirror} iterations={iterations}: threshold {threshold:.2f}, "
-              f"masked >=32 {key[0]:.3f}, recall >=32 {key[1]:.3f}, all {key[2]:.3f}, "
-              f"precision >=32 {s['>=32']['precision']:.3f}", flush=True)
-        results.append((key, mirror, iterations, fusion, threshold, s))
+        print(f"train (out of fold), members={members} mirror={mirror} iterations={iterations}: "
+              f"threshold {threshold:.2f}, masked >=32 {key[0]:.3f}, recall >=32 {key[1]:.3f}, all {key[2]:.3f}, "
+              f"precision >=32 {s['>=32']['precision']:.3f}, AP all {s['all'].get('ap', float('nan')):.3f}", flush=True)
+        results.append((key, members, mirror, iterations, fusion, threshold, s))
     best = results[0]
     for r in results[1:]:
-        if r[0] > best[0]:  # strictly better, else the simpler variant stays
+        if r[0] > best[0]:  # strictly better, else the simpler one stays
             best = r
-    _, mirror, iterations, fusion, threshold, s = best
+    _, members, mirror, iterations, fusion, threshold, s = best
+    print(f"chosen: members={members} mirror={mirror} iterations={iterations}", flush=True)
     if args.compare_only:
         return 0
 
-    # Final refiner on every train image.
-    net = train_net(sample_pool(scenes, cands, train), scenes, cands, SEED)
+    # Final refiner(s) on every train image.
+    nets = [load_net(state) for state in run_jobs(train_final, list(range(members)), args.workers)]
+    net = nets[0] if members == 1 else ensemble_module(nets)
     torch.onnx.export(net, torch.zeros(1, 3, INPUT_PX, INPUT_PX), str(MODEL_FILE), input_names=["image"],
                       output_names=["outputs"], dynamic_axes={"image": {0: "n"}, "outputs": {0: "n"}}, dynamo=False)
     record_sha256(MODEL_FILE)
     cfg = json.loads(CALIBRATION_FILE.read_text())
     cfg.update({
         "fitted_on": "mask-scenes train split (split_of): benchmarks/detect_scenes.py --fit, then scripts/train_face_refiner.py",
-        "refiner": {"file": MODEL_FILE.name, "mirror": mirror, "iterations": iterations, "context": args.context,
+        "refiner": {"file": MODEL_FILE.name, "members": members, "mirror": mirror, "iterations": iterations,
+                    "context": args.context,
                     "fusion_fitted_on": "out-of-fold refiner outputs, 4 folds of the train images",
-                    "variants_on_train_out_of_fold": {f"mirror={m} iterations={it}": {"masked>=32": k[0], ">=32": k[1],
-                                                      "all": k[2], "threshold": round(t, 3)}
-                                                      for k, m, it, _, t, _ in results}},
+                    "variants_on_train_out_of_fold": {f"members={k} mirror={m} iterations={it}": {
+                        "masked>=32": key[0], ">=32": key[1], "all": key[2], "threshold": round(t, 3)}
+                        for key, k, m, it, _, t, _ in results}},
         "coef": [round(float(v), 6) for v in fusion.coef], "intercept": round(fusion.intercept, 6),
         "threshold": round(threshold, 3),
         "train_recall": {">=32": s[">=32"]["recall"], "all": s["all"]["recall"], "masked>=32": s["masked>=32"]["recall"]},

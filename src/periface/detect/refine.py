@@ -7,7 +7,8 @@ onto the face as the annotators drew it (a face looking down, a face cut by the 
 "false box + missed face" pairs into one hit.
 
 It is trained by ``scripts/train_face_refiner.py`` on the candidates of the train split of the mask-scenes set
-(CPU, seed 0) and ships as ONNX (``data/face_refiner.onnx``, SHA-256 checked), run with onnxruntime.
+(CPU) and ships as ONNX (``data/face_refiner.onnx``, SHA-256 checked), run with onnxruntime: three networks
+(seeds 0, 10, 20) in one graph whose outputs are the members' mean, which the interface below does not see.
 
 >>> logits, boxes = CandidateRefiner.load().refine(rgb, candidate_boxes)   # doctest: +SKIP
 """
