@@ -3,6 +3,8 @@
     python benchmarks/detect_scenes.py          # evaluate; writes results/detect_scenes.json, prints a summary
     python benchmarks/detect_scenes.py --fit    # refit the fusion model on the TRAIN split only and write
                                                 # src/periface/data/crowd_calibration.json (raw passes cached in .cache/)
+    python benchmarks/detect_scenes.py --ceiling   # how many masked faces >= 32 px any pass puts a box on at all
+                                                   # (no fusion can find the rest); results/detect_ceiling.json
 
 Recall / precision / AP at IoU 0.5 per mask class and size band, on the held-out test split
 (``periface.evaluation.voc.split_of``, the same 25% every component holds out) and on all images.
@@ -225,6 +227,60 @@ def evaluate(root: Path, limit: int | None = None) -> dict:
     return report
 
 
+def ceiling(root: Path) -> dict:
+    """Share of masked faces >= 32 px that have a candidate box at all (IoU >= 0.4, the refiner's positive label, and
+    >= 0.5, the metric's), per candidate pass, for the shipped passes together and for the shipped passes plus each
+    other one, per split; face_recognition's HOG boxes as the reference row. Shipped passes keep their fitted box
+    offsets, the others get theirs fitted on the train split as ``--fit`` would."""
+    from periface.detect.base import iou_matrix
+    from periface.evaluation.reference import FaceRecognitionReference
+
+    scenes = read_scenes(root / "mask-scenes")
+    train = [i for i, s in enumerate(scenes) if split_of(s.image.name) == "train"]
+    shipped = {p.name: p for p in CrowdFinder.default(refiner=None).passes}
+    raw = cached_passes(scenes, CANDIDATE_PASSES)
+    hog = FaceRecognitionReference()
+    best_iou: dict[str, list] = {name: [] for name in [*raw, "face_recognition"]}
+    faces_split = []
+    for i, s in enumerate(scenes):
+        gt = np.asarray(s.boxes, np.float32).reshape(-1, 4)
+        side = np.minimum(gt[:, 2] - gt[:, 0], gt[:, 3] - gt[:, 1])
+        sel = np.flatnonzero((side >= 32) & np.array([st != "none" for st in s.states], bool))
+        if len(sel) == 0:
+            continue
+        faces_split += [split_of(s.image.name)] * len(sel)
+        found = {"face_recognition": hog.boxes(load_image(s.image))}
+        for name, rows in raw.items():
+            offsets = shipped[name].box_offsets if name in shipped else box_offsets(rows, scenes, train)
+            found[name] = correct_boxes(rows[i], offsets).boxes
+        for name, boxes in found.items():
+            iou = iou_matrix(gt[sel], np.asarray(boxes, np.float32).reshape(-1, 4)) if len(boxes) else None
+            best_iou[name].append(iou.max(1) if iou is not None else np.zeros(len(sel)))
+    best = {name: np.concatenate(v) for name, v in best_iou.items()}
+    union = np.max([best[n] for n in shipped], axis=0)
+    rows = {f"pass {n}{' (shipped)' if n in shipped else ''}": best[n] for n in raw}
+    rows["shipped passes together"] = union
+    rows.update({f"shipped passes + {n}": np.maximum(union, best[n]) for n in raw if n not in shipped})
+    rows["face_recognition (HOG, upsample 1)"] = best["face_recognition"]
+    splits = np.array(faces_split)
+    out = {}
+    for split in ("test", "train"):
+        mask = splits == split
+        out[split] = {name: {"faces": int(mask.sum()), "iou>=0.4": int((v[mask] >= 0.4).sum()),
+                             "iou>=0.5": int((v[mask] >= 0.5).sum())} for name, v in rows.items()}
+    return {"what": "masked faces >= 32 px with a candidate box at all (before fusion and refiner)", **out}
+
+
+def print_ceiling(report: dict) -> None:
+    for split in ("test", "train"):
+        print(f"== {split}: masked faces >= 32 px with any candidate box")
+        ref = report[split]["face_recognition (HOG, upsample 1)"]["iou>=0.4"]
+        for name, r in report[split].items():
+            ratio = f"  ({r['iou>=0.4'] / ref:.2f}x HOG)" if ref else ""
+            print(f"  {name:45s} IoU>=0.4 {r['iou>=0.4']:4d}/{r['faces']} ({r['iou>=0.4'] / r['faces']:.3f})  "
+                  f"IoU>=0.5 {r['iou>=0.5']:4d} ({r['iou>=0.5'] / r['faces']:.3f}){ratio}")
+
+
 def print_summary(report: dict) -> None:
     for split in ("test", "all_images"):
         print(f"== {split}")
@@ -252,12 +308,20 @@ def main() -> int:
     ap.add_argument("--fit", action="store_true")
     ap.add_argument("--fast", action="store_true", help="with --fit: fit only the fast (video) configuration")
     ap.add_argument("--passes", nargs="*", help="restrict the fit to these pass names")
+    ap.add_argument("--ceiling", action="store_true", help="masked faces >= 32 px that any pass boxes at all")
     ap.add_argument("--limit", type=int)
     ap.add_argument("--out", type=Path, default=Path("results/detect_scenes.json"))
     args = ap.parse_args()
     root = require_datasets()
     if args.fit:
         fit(root, args.passes, args.fast)
+        return 0
+    if args.ceiling:
+        report = ceiling(root)
+        out = args.out.with_name("detect_ceiling.json")
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(json.dumps(report, indent=1))
+        print_ceiling(report)
         return 0
     report = evaluate(root, args.limit)
     args.out.parent.mkdir(exist_ok=True)
