@@ -1,6 +1,6 @@
 """Train the crowd candidate refiner and refit CrowdFinder's fusion with it (mask-scenes TRAIN split only).
 
-    OMP_NUM_THREADS=1 python scripts/train_face_refiner.py --workers 2     # CPU; torch is a training extra
+    OMP_NUM_THREADS=1 python scripts/train_face_refiner.py --workers 2     # ~50 min on 2 CPU cores; torch is a training extra
 
 Run after ``benchmarks/detect_scenes.py --fit`` (which chooses the detector passes and their box corrections and
 writes a configuration without a refiner); this script keeps those passes and:
@@ -240,9 +240,11 @@ def main() -> int:
     from sklearn.linear_model import LogisticRegression
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workers", type=int, default=1, help="folds trained side by side (one core each)")
+    ap.add_argument("--workers", type=int, default=1, help="networks trained side by side (one core each)")
     ap.add_argument("--context", type=float, default=CONTEXT, help="crop side / box side the refiner looks at")
-    ap.add_argument("--members", type=int, default=1, help="networks per fold and in the shipped ensemble (seeds)")
+    ap.add_argument("--members", type=int, default=3,
+                    help="networks per fold and at most in the shipped ensemble (other seeds); 1 was shipped until the "
+                         "twelfth session")
     ap.add_argument("--compare-only", action="store_true", help="print the out-of-fold numbers, write nothing")
     args = ap.parse_args()
     scenes = read_scenes(require_datasets() / "mask-scenes")
