@@ -233,26 +233,26 @@ def ceiling(root: Path) -> dict:
     other one, per split; face_recognition's HOG boxes as the reference row. Shipped passes keep their fitted box
     offsets, the others get theirs fitted on the train split as ``--fit`` would."""
     from periface.detect.base import iou_matrix
+    from periface.evaluation.detection import band_of
     from periface.evaluation.reference import FaceRecognitionReference
 
     scenes = read_scenes(root / "mask-scenes")
     train = [i for i, s in enumerate(scenes) if split_of(s.image.name) == "train"]
     shipped = {p.name: p for p in CrowdFinder.default(refiner=None).passes}
     raw = cached_passes(scenes, CANDIDATE_PASSES)
+    offsets = {name: shipped[name].box_offsets if name in shipped else box_offsets(rows, scenes, train)
+               for name, rows in raw.items()}
     hog = FaceRecognitionReference()
     best_iou: dict[str, list] = {name: [] for name in [*raw, "face_recognition"]}
     faces_split = []
     for i, s in enumerate(scenes):
         gt = np.asarray(s.boxes, np.float32).reshape(-1, 4)
-        side = np.minimum(gt[:, 2] - gt[:, 0], gt[:, 3] - gt[:, 1])
-        sel = np.flatnonzero((side >= 32) & np.array([st != "none" for st in s.states], bool))
+        sel = np.flatnonzero((band_of(gt) != "small") & np.array([st != "none" for st in s.states], bool))
         if len(sel) == 0:
             continue
         faces_split += [split_of(s.image.name)] * len(sel)
         found = {"face_recognition": hog.boxes(load_image(s.image))}
-        for name, rows in raw.items():
-            offsets = shipped[name].box_offsets if name in shipped else box_offsets(rows, scenes, train)
-            found[name] = correct_boxes(rows[i], offsets).boxes
+        found.update({name: correct_boxes(rows[i], offsets[name]).boxes for name, rows in raw.items()})
         for name, boxes in found.items():
             iou = iou_matrix(gt[sel], np.asarray(boxes, np.float32).reshape(-1, 4)) if len(boxes) else None
             best_iou[name].append(iou.max(1) if iou is not None else np.zeros(len(sel)))
