@@ -23,7 +23,7 @@ class Settings(BaseSettings):
     masked_eye_alignment: bool = Field(
         True, description="masked faces: embed aligned three ways (detector, Face Mesh's eyes, BlazeFace) and average"
     )
-    flip: bool = Field(True, description="sface-robust: average each face's embedding with its mirror image's (more accurate, 2x embedding time)")
+    flip: bool = Field(True, description="sface-robust and dlib: average each face's embedding with its mirror image's (more accurate, 2x embedding time)")
     threads: int = Field(0, description="threads of each ONNX Runtime session (0: all cores); the service sets cores/workers")
     verify_far: float = Field(1e-3, description="false accept rate the verify threshold is set at")
 

@@ -18,14 +18,15 @@ EMBEDDERS = ("sface", "sface-robust", "dlib", "fusion")
 
 def create_embedder(name: str, threads: int = 0, flip: bool = True) -> Embedder:
     """``"sface"``, ``"sface-robust"`` (SFace with its last stages fine-tuned on masked faces), ``"dlib"``, or
-    ``"fusion"`` of SFace and dlib with weights learned on LFW View-1. ``threads``: ONNX Runtime threads (0: all); ``flip``: sface-robust averages each face with its mirror."""
+    ``"fusion"`` of SFace and dlib with weights learned on LFW View-1. ``threads``: ONNX Runtime threads (0: all);
+    ``flip``: sface-robust and dlib (also inside fusion) average each face with its mirror."""
     if name == "sface":
         return SFaceEmbedder()
     if name == "sface-robust":
         return RobustSFaceEmbedder(threads=threads, flip=flip)
     if name == "dlib":
-        return DlibEmbedder()
+        return DlibEmbedder(flip=flip)
     if name == "fusion":
         params = json.loads((PACKAGE_DATA / "fusion.json").read_text())
-        return FusionEmbedder([SFaceEmbedder(), DlibEmbedder()], params["weights"], params["impostor_std"])
+        return FusionEmbedder([SFaceEmbedder(), DlibEmbedder(flip=flip)], params["weights"], params["impostor_std"])
     raise ValueError(f"unknown embedder {name!r}; choose one of {EMBEDDERS}")

@@ -1,4 +1,9 @@
-"""dlib's ResNet (128-d) on 150x150 chips aligned by dlib's own 5-point shape predictor, as face_recognition does."""
+"""dlib's ResNet (128-d) on 150x150 chips aligned by dlib's own 5-point shape predictor, as face_recognition does.
+
+By default each chip is averaged with its mirror image (LFW View-2 98.68% -> 98.95%, TAR@FAR1e-3 95.37% -> 96.50%,
+``benchmarks/dlib_mirror.py``; twice the cost). ``jitter`` > 1 is dlib's own test-time augmentation: the mean over
+that many random resamplings of each chip (that many times slower, and not deterministic).
+"""
 
 from __future__ import annotations
 
@@ -14,9 +19,10 @@ class DlibEmbedder:
     name = "dlib"
     dim = 128
 
-    def __init__(self, jitter: int = 0) -> None:
+    def __init__(self, jitter: int = 0, flip: bool = True) -> None:
         self.jitter = jitter
-        self.fingerprint = dlib_fingerprint(f"dlib-j{jitter}")
+        self.flip = flip
+        self.fingerprint = dlib_fingerprint(f"dlib-j{jitter}" + ("-flip" if flip else ""))
         self._models = None
         self._lock = threading.Lock()
 
@@ -40,8 +46,14 @@ class DlibEmbedder:
             predictor, net = self._load()
             rects = [dlib.rectangle(*[int(round(v)) for v in box]) for box in boxes]
             shapes = dlib.full_object_detections([predictor(img, r) for r in rects])
-            vectors = net.compute_face_descriptor(img, shapes, self.jitter)
-        return l2_normalise(np.array([np.array(v) for v in vectors], np.float32))
+            chips = dlib.get_face_chips(img, shapes, size=150, padding=0.25)
+            if self.flip:
+                chips = list(chips) + [np.ascontiguousarray(c[:, ::-1]) for c in chips]
+            vectors = net.compute_face_descriptor(list(chips), self.jitter)
+        out = l2_normalise(np.array([np.array(v) for v in vectors], np.float32))
+        if self.flip:
+            out = l2_normalise(out[: len(boxes)] + out[len(boxes) :])
+        return out
 
 
 def dlib_fingerprint(prefix: str) -> str:
