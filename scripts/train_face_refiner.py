@@ -32,6 +32,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -53,6 +54,9 @@ EPOCHS, STEPS_PER_EPOCH, BATCH = 18, 150, 64
 VARIANTS = [(False, 1), (True, 1), (False, 2), (True, 2)]  # (mirror, iterations)
 POSITIVE_IOU, NEGATIVE_IOU, REGRESS_IOU = 0.4, 0.25, 0.3
 TARGET_PRECISION = 0.95
+# select_faces(contained=...): 0 keeps boxes inside larger faces; the others drop a box that much inside one.
+CONTAINED = (0.0, 0.6, 0.75, 0.9)
+NET_CACHE = Path(".cache") / "refiner_nets"
 
 
 def build_net():
@@ -207,6 +211,31 @@ def ensemble_module(nets: list):
     return RefinerEnsemble().eval()
 
 
+def training_key(finder: CrowdFinder, context: float) -> str:
+    """What a trained network depends on besides its seed: the passes, the crop context and the training code."""
+    import inspect
+
+    code = "".join(inspect.getsource(f) for f in (build_net, sample_pool, draw_batch, train_net, scene_candidates))
+    spec = json.dumps([[p.__dict__ for p in finder.passes], finder.cluster_iou, context, EPOCHS, STEPS_PER_EPOCH, BATCH,
+                       POSITIVE_IOU, NEGATIVE_IOU, REGRESS_IOU, FOLDS], sort_keys=True, default=list)
+    return hashlib.sha256((spec + code).encode()).hexdigest()[:12]
+
+
+def cached_jobs(fn, jobs: list, workers: int, key: str) -> list:
+    """``run_jobs`` whose trained states are kept in ``.cache/refiner_nets/``: a rerun (another selection rule,
+    ``--compare-only``, more members) trains only the networks it does not have yet."""
+    import torch
+
+    def path(job) -> Path:
+        return NET_CACHE / f"{key}-{fn.__name__}-{job if isinstance(job, int) else '-'.join(map(str, job))}.pt"
+
+    todo = [job for job in jobs if not path(job).exists()]
+    for job, state in zip(todo, run_jobs(fn, todo, workers)):
+        path(job).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, path(job))
+    return [torch.load(path(job)) for job in jobs]
+
+
 def run_jobs(fn, jobs: list, workers: int) -> list:
     if workers > 1:
         import multiprocessing
@@ -226,11 +255,11 @@ def fold_of(name: str) -> int:
     return int.from_bytes(hashlib.sha256(("fold:" + name).encode()).digest()[:4], "little") % FOLDS
 
 
-def tally(scenes, rows, thr: float, min_face_px: int) -> dict:
+def tally(scenes, rows, thr: float, min_face_px: int, contained: float) -> dict:
     """Train-split detection numbers of what ``CrowdFinder.fuse`` would keep at ``thr`` (refined boxes)."""
     t = DetectionTally()
     for i, prob, boxes in rows:
-        keep = select_faces(boxes, prob, thr, min_face_px, dedupe=True)
+        keep = select_faces(boxes, prob, thr, min_face_px, dedupe=True, contained=contained)
         t.add(scenes[i].boxes, scenes[i].states, boxes[keep], prob[keep])
     return t.summary()
 
@@ -255,7 +284,8 @@ def main() -> int:
     # Refiners per fold of the train images, each to be run on the fold it did not see.
     _SHARED.update(scenes=scenes, cands=cands, train=train, context=args.context)
     jobs = [(fold, member) for member in range(args.members) for fold in range(FOLDS)]
-    states = dict(zip(jobs, run_jobs(train_fold, jobs, args.workers)))
+    net_key = training_key(finder, args.context)
+    states = dict(zip(jobs, cached_jobs(train_fold, jobs, args.workers, net_key)))
     fold_members = [[torch_outputs(load_net(states[fold, m])) for m in range(args.members)] for fold in range(FOLDS)]
 
     # Per ensemble size and variant: out-of-fold logits and boxes, the fusion fitted on them (labels judged on the
@@ -270,25 +300,27 @@ def main() -> int:
         model = LogisticRegression(C=1.0, max_iter=5000).fit(x, y)
         fusion = Fusion(model.coef_[0].astype(np.float32), float(model.intercept_[0]), 0.5)
         rows = [(i, fusion.probability(cands[i][1], oof[i][0]), oof[i][1]) for i in oof]
-        threshold = lowest_threshold_keeping_precision(lambda t: tally(scenes, rows, t, finder.min_face_px),
-                                                       TARGET_PRECISION)
-        s = tally(scenes, rows, threshold, finder.min_face_px)
-        key = (round(s["masked>=32"]["recall"], 3), round(s[">=32"]["recall"], 3), round(s["all"]["recall"], 3))
-        print(f"train (out of fold), members={members} mirror={mirror} iterations={iterations}: "
-              f"threshold {threshold:.2f}, masked >=32 {key[0]:.3f}, recall >=32 {key[1]:.3f}, all {key[2]:.3f}, "
-              f"precision >=32 {s['>=32']['precision']:.3f}, AP all {s['all'].get('ap', float('nan')):.3f}", flush=True)
-        results.append((key, members, mirror, iterations, fusion, threshold, s))
+        for contained in CONTAINED:
+            threshold = lowest_threshold_keeping_precision(
+                lambda t: tally(scenes, rows, t, finder.min_face_px, contained), TARGET_PRECISION)
+            s = tally(scenes, rows, threshold, finder.min_face_px, contained)
+            key = (round(s["masked>=32"]["recall"], 3), round(s[">=32"]["recall"], 3), round(s["all"]["recall"], 3))
+            print(f"train (out of fold), members={members} mirror={mirror} iterations={iterations} "
+                  f"contained={contained}: threshold {threshold:.2f}, masked >=32 {key[0]:.3f}, recall >=32 "
+                  f"{key[1]:.3f}, all {key[2]:.3f}, precision >=32 {s['>=32']['precision']:.3f}, "
+                  f"AP all {s['all'].get('ap', float('nan')):.3f}", flush=True)
+            results.append((key, members, mirror, iterations, contained, fusion, threshold, s))
     best = results[0]
     for r in results[1:]:
         if r[0] > best[0]:  # strictly better, else the simpler one stays
             best = r
-    _, members, mirror, iterations, fusion, threshold, s = best
-    print(f"chosen: members={members} mirror={mirror} iterations={iterations}", flush=True)
+    _, members, mirror, iterations, contained, fusion, threshold, s = best
+    print(f"chosen: members={members} mirror={mirror} iterations={iterations} contained={contained}", flush=True)
     if args.compare_only:
         return 0
 
     # Final refiner(s) on every train image.
-    nets = [load_net(state) for state in run_jobs(train_final, list(range(members)), args.workers)]
+    nets = [load_net(state) for state in cached_jobs(train_final, list(range(members)), args.workers, net_key)]
     net = nets[0] if members == 1 else ensemble_module(nets)
     torch.onnx.export(net, torch.zeros(1, 3, INPUT_PX, INPUT_PX), str(MODEL_FILE), input_names=["image"],
                       output_names=["outputs"], dynamic_axes={"image": {0: "n"}, "outputs": {0: "n"}}, dynamo=False)
@@ -299,11 +331,11 @@ def main() -> int:
         "refiner": {"file": MODEL_FILE.name, "members": members, "mirror": mirror, "iterations": iterations,
                     "context": args.context,
                     "fusion_fitted_on": "out-of-fold refiner outputs, 4 folds of the train images",
-                    "variants_on_train_out_of_fold": {f"members={k} mirror={m} iterations={it}": {
+                    "variants_on_train_out_of_fold": {f"members={k} mirror={m} iterations={it} contained={c}": {
                         "masked>=32": key[0], ">=32": key[1], "all": key[2], "threshold": round(t, 3)}
-                        for key, k, m, it, _, t, _ in results}},
+                        for key, k, m, it, c, _, t, _ in results}},
         "coef": [round(float(v), 6) for v in fusion.coef], "intercept": round(fusion.intercept, 6),
-        "threshold": round(threshold, 3),
+        "threshold": round(threshold, 3), "contained": contained,
         "train_recall": {">=32": s[">=32"]["recall"], "all": s["all"]["recall"], "masked>=32": s["masked>=32"]["recall"]},
     })
     CALIBRATION_FILE.write_text(json.dumps(cfg, indent=1) + "\n")

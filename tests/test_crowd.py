@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from periface.detect.crowd import Candidates, CrowdFinder, Pass, cluster, run_pass
+from periface.detect.crowd import Candidates, CrowdFinder, Pass, cluster, run_pass, select_faces
 from periface.evaluation.detection import DetectionTally, average_precision, match
 from periface.faces import Faces
 from periface.image import load_image
@@ -60,6 +60,16 @@ def test_cluster_merges_overlapping_boxes_of_different_passes():
     np.testing.assert_allclose(c.best[first], [0.9, 0.8], atol=1e-6)
     assert c.best[1 - first, 1] == 0  # the second face was seen by one pass only
     assert 10 < c.boxes[first, 0] < 11  # weighted box fusion
+
+
+def test_select_faces_drops_a_box_inside_a_larger_more_probable_face_only_when_asked():
+    boxes = np.array([[0, 0, 100, 100], [20, 30, 50, 60], [90, 0, 150, 60], [300, 300, 340, 340]], np.float32)
+    prob = np.array([0.9, 0.8, 0.7, 0.3], np.float32)
+    assert select_faces(boxes, prob, 0.5, 8, dedupe=True).tolist() == [0, 1, 2]
+    # box 1 lies wholly inside box 0; box 2 only one sixth inside it (a neighbour's face), so it stays
+    assert select_faces(boxes, prob, 0.5, 8, dedupe=True, contained=0.75).tolist() == [0, 2]
+    # a larger box that is less probable does not remove the smaller, more probable one inside it
+    assert select_faces(boxes[[1, 0]], prob[:2], 0.5, 8, dedupe=True, contained=0.75).tolist() == [0, 1]
 
 
 def test_voc_matching_and_average_precision():

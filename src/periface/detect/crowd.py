@@ -191,16 +191,30 @@ class Fusion:
         return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
 
 
-def select_faces(boxes: np.ndarray, probability: np.ndarray, threshold: float, min_face_px: int, dedupe: bool
-                 ) -> np.ndarray:
+def select_faces(boxes: np.ndarray, probability: np.ndarray, threshold: float, min_face_px: int, dedupe: bool,
+                 contained: float = 0.0) -> np.ndarray:
     """Indices of the candidates kept as faces, most probable first: probability >= ``threshold`` and shorter side
-    >= ``min_face_px``; ``dedupe`` (boxes moved by the refiner) drops one of two boxes that now cover the same face."""
+    >= ``min_face_px``; ``dedupe`` (boxes moved by the refiner) drops one of two boxes that now cover the same face;
+    ``contained`` > 0 also drops a box of which at least that fraction lies inside a more probable, larger kept box
+    (a part of a face - eyes, mouth - taken for a whole one)."""
     side = np.min(boxes[:, 2:] - boxes[:, :2], axis=1) if len(boxes) else np.zeros((0,))
     keep = np.flatnonzero((probability >= threshold) & (side >= min_face_px))
     keep = keep[np.argsort(-probability[keep])]
     if dedupe and len(keep):
         keep = keep[np.sort(nms(boxes[keep], probability[keep], 0.5))]
+    if contained > 0 and len(keep) > 1:
+        keep = keep[~inside_larger_earlier(boxes[keep], contained)]
     return keep
+
+
+def inside_larger_earlier(boxes: np.ndarray, fraction: float) -> np.ndarray:
+    """(N,) bool: box j has ``fraction`` of its area inside some box i < j that is larger than it."""
+    xy0 = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
+    xy1 = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+    inter = np.prod(np.clip(xy1 - xy0, 0, None), axis=2)  # [i, j]
+    area = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=1)
+    covers = (inter >= fraction * area[None, :]) & (area[:, None] > area[None, :])
+    return np.triu(covers, 1).any(axis=0)
 
 
 @dataclass
@@ -217,6 +231,7 @@ class CrowdFinder:
     min_face_px: int = 8
     threshold: float | None = None
     refiner: CandidateRefiner | None = None
+    contained: float = 0.0  # see select_faces; chosen with the refiner, out of fold on the train split
     _detectors: dict[str, Detector] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -225,7 +240,8 @@ class CrowdFinder:
         cfg = json.loads(Path(path).read_text())
         passes = [Pass(**p) for p in cfg["passes"]]
         fusion = Fusion(np.array(cfg["coef"], np.float32), float(cfg["intercept"]), float(cfg["threshold"]))
-        kwargs = {"cluster_iou": cfg.get("cluster_iou", 0.45), "min_face_px": cfg.get("min_face_px", 8)}
+        kwargs = {"cluster_iou": cfg.get("cluster_iou", 0.45), "min_face_px": cfg.get("min_face_px", 8),
+                  "contained": cfg.get("contained", 0.0)}
         if cfg.get("refiner") and "refiner" not in overrides:
             kwargs["refiner"] = CandidateRefiner.load(mirror=cfg["refiner"].get("mirror", False),
                                                       iterations=cfg["refiner"].get("iterations", 1),
@@ -264,7 +280,8 @@ class CrowdFinder:
         else:
             p = self.fusion.probability(c)
         thr = threshold if threshold is not None else (self.threshold if self.threshold is not None else self.fusion.threshold)
-        keep = select_faces(c.boxes, p, thr, self.min_face_px, dedupe=self.refiner is not None)
+        keep = select_faces(c.boxes, p, thr, self.min_face_px, dedupe=self.refiner is not None,
+                            contained=self.contained if self.refiner is not None else 0.0)
         return Faces(
             boxes=c.boxes[keep], scores=p[keep], landmarks=c.landmarks[keep], image_size=tuple(image_size),
             detector=["crowd"] * len(keep),
