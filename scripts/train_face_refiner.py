@@ -230,10 +230,11 @@ def cached_jobs(fn, jobs: list, workers: int, key: str) -> list:
         return NET_CACHE / f"{key}-{fn.__name__}-{job if isinstance(job, int) else '-'.join(map(str, job))}.pt"
 
     todo = [job for job in jobs if not path(job).exists()]
-    for job, state in zip(todo, run_jobs(fn, todo, workers)):
+    trained = dict(zip(todo, run_jobs(fn, todo, workers)))
+    for job, state in trained.items():
         path(job).parent.mkdir(parents=True, exist_ok=True)
         torch.save(state, path(job))
-    return [torch.load(path(job)) for job in jobs]
+    return [trained[job] if job in trained else torch.load(path(job)) for job in jobs]
 
 
 def run_jobs(fn, jobs: list, workers: int) -> list:

@@ -38,13 +38,21 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     return np.array(keep, np.int64)
 
 
+def box_areas(boxes: np.ndarray) -> np.ndarray:
+    """(N, 4) xyxy -> (N,) areas (0 for an empty box)."""
+    return np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=1)
+
+
+def intersection_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, 4) x (M, 4) xyxy -> (N, M) areas of intersection."""
+    xy0 = np.maximum(a[:, None, :2], b[None, :, :2])
+    xy1 = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    return np.prod(np.clip(xy1 - xy0, 0, None), axis=2)
+
+
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(N, 4) x (M, 4) xyxy -> (N, M) intersection over union."""
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)), np.float32)
-    xy0 = np.maximum(a[:, None, :2], b[None, :, :2])
-    xy1 = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(xy1 - xy0, 0, None), axis=2)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
-    return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9)
+    inter = intersection_matrix(a, b)
+    return inter / (box_areas(a)[:, None] + box_areas(b)[None, :] - inter + 1e-9)

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..faces import Faces, concat
 from ..models import PACKAGE_DATA
-from .base import Detector, iou_matrix, nms
+from .base import Detector, box_areas, intersection_matrix, iou_matrix, nms
 from .blazeface import BlazeFaceDetector
 from .refine import CONTEXT, CandidateRefiner
 from .yunet import YuNetDetector
@@ -209,10 +209,8 @@ def select_faces(boxes: np.ndarray, probability: np.ndarray, threshold: float, m
 
 def inside_larger_earlier(boxes: np.ndarray, fraction: float) -> np.ndarray:
     """(N,) bool: box j has ``fraction`` of its area inside some box i < j that is larger than it."""
-    xy0 = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
-    xy1 = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
-    inter = np.prod(np.clip(xy1 - xy0, 0, None), axis=2)  # [i, j]
-    area = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=1)
+    inter = intersection_matrix(boxes, boxes)  # [i, j]
+    area = box_areas(boxes)
     covers = (inter >= fraction * area[None, :]) & (area[:, None] > area[None, :])
     return np.triu(covers, 1).any(axis=0)
 

@@ -22,3 +22,9 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float32)
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
     return x / np.maximum(norm, 1e-12)
+
+
+def mirror_averaged(vectors: np.ndarray, n: int) -> np.ndarray:
+    """``vectors`` of n faces followed by their n mirror images -> (n, D): each pair's unit vectors averaged."""
+    out = l2_normalise(vectors)
+    return l2_normalise(out[:n] + out[n:])

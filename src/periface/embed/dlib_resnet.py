@@ -12,7 +12,7 @@ import threading
 import numpy as np
 
 from ..models import MODEL_FILES, model_path
-from .base import l2_normalise
+from .base import l2_normalise, mirror_averaged
 
 
 class DlibEmbedder:
@@ -50,10 +50,8 @@ class DlibEmbedder:
             if self.flip:
                 chips = list(chips) + [np.ascontiguousarray(c[:, ::-1]) for c in chips]
             vectors = net.compute_face_descriptor(list(chips), self.jitter)
-        out = l2_normalise(np.array([np.array(v) for v in vectors], np.float32))
-        if self.flip:
-            out = l2_normalise(out[: len(boxes)] + out[len(boxes) :])
-        return out
+        out = np.array([np.array(v) for v in vectors], np.float32)
+        return mirror_averaged(out, len(boxes)) if self.flip else l2_normalise(out)
 
 
 def dlib_fingerprint(prefix: str) -> str:

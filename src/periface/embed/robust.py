@@ -20,7 +20,7 @@ import numpy as np
 
 from ..align import align_faces
 from ..models import PACKAGE_DATA, model_path, onnx_session, recorded_sha256, verified
-from .base import l2_normalise
+from .base import l2_normalise, mirror_averaged
 
 ROBUST_DIR = PACKAGE_DATA / "robust"
 HEAD_FILE = "sface_masked_head.onnx"
@@ -185,7 +185,5 @@ class RobustSFaceEmbedder:
         with self._lock:
             sess = self._session()
             out = [sess.run([OUTPUT], {"data": x[i : i + self.batch_size]})[0] for i in range(0, len(x), self.batch_size)]
-        out = l2_normalise(np.concatenate(out))
-        if self.flip:
-            out = out[: len(crops)] + out[len(crops) :]
-        return l2_normalise(out)
+        out = np.concatenate(out)
+        return mirror_averaged(out, len(crops)) if self.flip else l2_normalise(out)
