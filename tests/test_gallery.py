@@ -45,6 +45,24 @@ def test_reopened_gallery_persists_and_index_rebuilds_from_sqlite(gallery, engin
     assert again.search(SAMPLES / "probe_obama.jpg", k=1)[0].identity == "obama"
 
 
+def test_templates_from_another_embedder_version_are_flagged_once(gallery, engine):
+    import warnings
+
+    from periface.gallery import TemplateVersionWarning
+
+    assert gallery.template_fingerprint == engine.embedder.fingerprint
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TemplateVersionWarning)
+        Gallery(gallery.path, engine=engine).search(SAMPLES / "probe_obama.jpg", k=1)  # same version: silent
+    with sqlite3.connect(gallery.path / "gallery.sqlite") as db:
+        db.execute("UPDATE meta SET value = 'sface-robust:older-head' WHERE key = 'embedder_fingerprint'")
+    old = Gallery(gallery.path, engine=engine)
+    with pytest.warns(TemplateVersionWarning, match="older-head") as caught:
+        assert old.search(SAMPLES / "probe_obama.jpg", k=1)[0].identity == "obama"
+        old.search(SAMPLES / "probe_kit_harington.jpg", k=1)
+    assert len([w for w in caught if w.category is TemplateVersionWarning]) == 1
+
+
 def test_templates_are_encrypted_at_rest(gallery, engine):
     vec = engine.embed(SAMPLES / "enrol_obama.jpg").astype(np.float32).tobytes()
     db = snapshot(gallery)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import warnings
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -32,6 +33,10 @@ DB_NAME = "gallery.sqlite"
 INDEX_NAME = "index.faiss.enc"
 AUDIT_NAME = "audit.log"
 NO_PURPOSE = "not stated (library call)"
+
+
+class TemplateVersionWarning(UserWarning):
+    """The gallery's templates were computed by another version of its embedder than the engine's."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,7 @@ class Gallery:
             self._initialise(embedder, keep_images)
         self._check_meta(embedder if creating else None)
         self._engine = engine
+        self._warned_version = False
         self._index: TemplateIndex | None = None
         self._index_generation = -1
         audit_key = self._cipher.unseal(bytes.fromhex(store.get_meta(self._db, "audit_key") or ""), b"audit-key")
@@ -158,7 +164,23 @@ class Gallery:
                 f"gallery was built with embedder {self.embedder_name!r}, engine uses {self._engine.embedder.name!r}",
                 source=str(self.path),
             )
+        self._warn_if_templates_differ()
         return self._engine
+
+    @property
+    def template_fingerprint(self) -> str | None:
+        """The embedder fingerprint the templates were computed with (None: enrolled before it was recorded)."""
+        return store.get_meta(self._db, "embedder_fingerprint")
+
+    def _warn_if_templates_differ(self) -> None:
+        # A model or alignment update changes the vectors a little: old templates still match, at a slightly
+        # lower accuracy than freshly enrolled ones. Say so once; re-enrolling the people restores it.
+        recorded, current = self.template_fingerprint, self._engine.embedder.fingerprint
+        if recorded and recorded != current and not self._warned_version:
+            self._warned_version = True
+            warnings.warn(f"{self.path}: templates were computed by {recorded}, this engine computes {current}; "
+                          "they still match, but re-enrolling restores full accuracy", TemplateVersionWarning,
+                          stacklevel=3)
 
     def _generation(self) -> int:
         return int(store.get_meta(self._db, "generation") or 0)
@@ -244,6 +266,8 @@ class Gallery:
                 raw_images.append(_image_bytes(rgb))
         now = _now()
         with store.transaction(self._db) as db:
+            if db.execute("SELECT COUNT(*) FROM templates").fetchone()[0] == 0:
+                store.set_meta(db, "embedder_fingerprint", engine.embedder.fingerprint)
             row = db.execute("SELECT id, pseudonym FROM identities WHERE name = ?", (identity,)).fetchone()
             if row is None:
                 pseudonym = "p-" + secrets.token_hex(8)
