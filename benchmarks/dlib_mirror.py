@@ -1,20 +1,29 @@
-"""Why the dlib backend sits below 99.38% on LFW, and what mirror averaging and the distance buy back.
+"""Why the dlib backend sits below 99.38% on LFW, and what the box it starts from and mirror averaging buy back.
 
 dlib's own documentation (python_examples/face_recognition.py) states 99.13% on LFW for one descriptor per face and
 99.38% for ``compute_face_descriptor(img, shape, 100)``: the mean over 100 jittered resamplings, 100x slower. This
-script measures, on the same faces as periface's dlib backend (YuNet boxes -> dlib 5-point shape -> 150 px chip with
-padding 0.25), the plain descriptor and the mean of the chip and its mirror image (2x the cost), each scored by cosine
-and by dlib's Euclidean distance; the face_recognition approach's cached View-2 accuracy is the reference ratio.
-Choose on View-1 (pairsDevTest.txt, the best single threshold), report on View-2 (10-fold).
+script measures, on the faces periface's dlib backend sees (YuNet's central box -> dlib 5-point shape -> 150 px chip
+with padding 0.25), two choices:
 
-    python benchmarks/dlib_mirror.py          # ~30 min on one core; descriptors cached in .cache/dlib_mirror.npz
+- the box the shape predictor starts from: YuNet's own, or re-seated (points predicted from YuNet's box, then again
+  from the box dlib's HOG detector would draw around them: ``data/dlib_box.json``, ``scripts/fit_dlib_box.py``);
+- one descriptor, or the mean of the chip's and its mirror image's (2x the cost);
+
+each scored by cosine and by dlib's Euclidean distance; the face_recognition approach's View-2 accuracy from
+``results/lfw_verify.json`` is the reference ratio. Choose on View-1 (pairsDevTest.txt, best single threshold),
+report on View-2 (10-fold).
+
+    python benchmarks/dlib_mirror.py --workers 2   # ~25 min on 2 cores; descriptors cached in .cache/dlib_alignment.npz
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -24,67 +33,87 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import RESULTS, write_result  # noqa: E402
 
-from periface.detect import FaceFinder  # noqa: E402
 from periface.embed import l2_normalise  # noqa: E402
 from periface.evaluation.datasets import require_datasets  # noqa: E402
 from periface.evaluation.lfw import pair_labels, read_pairs  # noqa: E402
 from periface.evaluation.metrics import kfold_accuracy, tar_at_far  # noqa: E402
-from periface.evaluation.pipelines import central  # noqa: E402
-from periface.image import load_image  # noqa: E402
-from periface.models import model_path  # noqa: E402
 
-CACHE = Path(".cache") / "dlib_mirror.npz"
-PAIR_FILES = ("pairs.txt", "pairsDevTrain.txt", "pairsDevTest.txt")
+CACHE = Path(".cache") / "dlib_alignment.npz"
+PAIR_FILES = ("pairsDevTest.txt", "pairs.txt")
+SEATS = ("YuNet box", "re-seated box")
 
 
-def descriptors(lfw: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Per image named in any pair list: (plain, mirrored) dlib descriptors of the central face (NaN: no face)."""
-    if CACHE.exists():
-        z = np.load(CACHE)
-        return list(z["keys"]), z["a"], z["b"]
+def shard_descriptors(args: tuple[Path, list[str]]) -> np.ndarray:
+    """(N, seat, mirror, 128) descriptors of the central face of each image; NaN where no face is found."""
     import dlib
 
-    keys = sorted({k for f in PAIR_FILES for p in read_pairs(lfw / f) for k in (p.a, p.b)})
+    from periface.detect import FaceFinder
+    from periface.embed.dlib_resnet import dlib_rectangle, hog_style_box, shape_points
+    from periface.evaluation.pipelines import central
+    from periface.image import load_image
+    from periface.models import model_path
+
+    images, keys = args
     predictor = dlib.shape_predictor(str(model_path("dlib_sp5")))
     net = dlib.face_recognition_model_v1(str(model_path("dlib_resnet")))
     finder = FaceFinder.default()
-    plain = np.full((len(keys), 128), np.nan, np.float32)
-    mirrored = plain.copy()
+    out = np.full((len(keys), 2, 2, 128), np.nan, np.float32)
     t0 = time.time()
     for j, key in enumerate(keys):
-        rgb = np.ascontiguousarray(load_image(lfw / "images" / key))
+        rgb = np.ascontiguousarray(load_image(images / key))
         faces = finder.find(rgb)
         i = central(faces.boxes, rgb.shape[:2])
         if i is None:
             continue
-        shape = predictor(rgb, dlib.rectangle(*[int(round(v)) for v in faces.boxes[i]]))
-        chip = dlib.get_face_chip(rgb, shape, size=150, padding=0.25)
-        plain[j] = np.array(net.compute_face_descriptor(chip))
-        mirrored[j] = np.array(net.compute_face_descriptor(np.ascontiguousarray(chip[:, ::-1])))
+        first = predictor(rgb, dlib_rectangle(faces.boxes[i]))
+        reseated = predictor(rgb, dlib_rectangle(hog_style_box(shape_points(first))))
+        for s, shape in enumerate((first, reseated)):
+            chip = dlib.get_face_chip(rgb, shape, size=150, padding=0.25)
+            vectors = net.compute_face_descriptor([chip, np.ascontiguousarray(chip[:, ::-1])])
+            out[j, s] = np.array([np.array(v) for v in vectors])
         if j % 500 == 0:
             print(f"{j}/{len(keys)} {time.time() - t0:.0f}s", flush=True)
+    return out
+
+
+def descriptors(lfw: Path, workers: int) -> tuple[list[str], np.ndarray]:
+    if CACHE.exists():
+        z = np.load(CACHE)
+        return list(z["keys"]), z["desc"]
+    keys = sorted({k for f in PAIR_FILES for p in read_pairs(lfw / f) for k in (p.a, p.b)})
+    shards = [keys[w::workers] for w in range(workers)]
+    with ProcessPoolExecutor(workers) as pool:
+        parts = list(pool.map(shard_descriptors, [(lfw / "images", s) for s in shards]))
+    desc = np.empty((len(keys), 2, 2, 128), np.float32)
+    for w, part in enumerate(parts):
+        desc[w::workers] = part
     CACHE.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(CACHE, keys=np.array(keys), a=plain, b=mirrored)
-    return keys, plain, mirrored
+    np.savez(CACHE, keys=np.array(keys), desc=desc)
+    return keys, desc
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
     lfw = require_datasets() / "lfw"
-    keys, a, b = descriptors(lfw)
+    keys, desc = descriptors(lfw, args.workers)
     index = {k: i for i, k in enumerate(keys)}
     unit = l2_normalise
-    variants = {"plain, cosine": (unit(a), "cos"), "mirror-averaged, cosine": (unit(unit(a) + unit(b)), "cos"),
-                "plain, Euclidean": (a, "l2"), "mirror-averaged, Euclidean": ((a + b) / 2, "l2")}
+    variants = {}
+    for s, seat in enumerate(SEATS):
+        plain, mirror = desc[:, s, 0], desc[:, s, 1]
+        variants |= {f"{seat}, plain, cosine": (unit(plain), "cos"),
+                     f"{seat}, mirror-averaged, cosine": (unit(unit(plain) + unit(mirror)), "cos"),
+                     f"{seat}, plain, Euclidean": (plain, "l2"),
+                     f"{seat}, mirror-averaged, Euclidean": ((plain + mirror) / 2, "l2")}
     doc: dict = {"dlib_documented": {"one descriptor": 0.9913, "100 jittered resamplings": 0.9938}, "variants": {}}
     reference = RESULTS / "lfw_verify.json"
-    fr = None
-    if reference.exists():
-        import json
-
-        fr = json.loads(reference.read_text())["pipelines"].get("face_recognition", {}).get("accuracy")
+    fr = (json.loads(reference.read_text())["pipelines"].get("face_recognition", {}).get("accuracy")
+          if reference.exists() else None)
     for name, (x, kind) in variants.items():
         row: dict = {}
-        for f in ("pairsDevTest.txt", "pairs.txt"):
+        for f in PAIR_FILES:
             pairs = read_pairs(lfw / f)
             same, folds = pair_labels(pairs)
             ia, ib = np.array([index[p.a] for p in pairs]), np.array([index[p.b] for p in pairs])
@@ -98,7 +127,7 @@ def main() -> int:
             else:
                 row["view1_devtest_best_accuracy"] = max(float(np.mean((s >= t) == same)) for t in np.unique(s))
         doc["variants"][name] = row
-        print(f"{name:28s} View-1 DevTest {row['view1_devtest_best_accuracy']:.4f}   View-2 {row['view2_accuracy']:.4f} "
+        print(f"{name:40s} View-1 DevTest {row['view1_devtest_best_accuracy']:.4f}   View-2 {row['view2_accuracy']:.4f} "
               f"± {row['view2_accuracy_std']:.4f}   TAR@1e-3 {row['view2_tar_at_far_1e-3']:.4f}")
     doc["face_recognition_view2_accuracy"] = fr
     write_result("dlib_mirror", doc)

@@ -26,7 +26,7 @@ from sklearn.linear_model import Ridge
 
 from periface import Engine
 from periface.align import EYE_ALIGNMENT_FILE, EyeAnchoredPoints, eye_features, eye_frame, to_eye_frame
-from periface.evaluation.datasets import require_datasets
+from periface.evaluation.datasets import require_datasets, training_lfw_photos
 from periface.evaluation.lfw import pair_labels, read_pairs
 from periface.evaluation.metrics import eer, tar_at_far
 from periface.evaluation.pipelines import EmbeddingCache, central, embed_paths, periface_pipeline, pipeline_fingerprint
@@ -97,8 +97,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.parse_args()
     datasets = require_datasets()
-    listing = (PACKAGE_DATA / "robust" / "train_list.txt").read_text().splitlines()
-    photos = [datasets / ln.split("\t")[2] for ln in listing if ln.startswith("lfw\t")]
+    photos = training_lfw_photos()
     engine = Engine()
     coef, intercept, n = fit_points_model(engine, photos)
     print(f"fitted on {n} unmasked faces of {len(photos)} photos")

@@ -23,3 +23,12 @@ def require_datasets() -> Path:
     if root is None:
         raise FileNotFoundError("../shared/datasets not found: set PERIFACE_DATASETS to the real-data folder")
     return root
+
+
+def training_lfw_photos() -> list[Path]:
+    """The LFW photos of ``data/robust/train_list.txt``: people in no LFW pair list, so no benchmark sees them."""
+    from ..models import PACKAGE_DATA
+
+    root = require_datasets()
+    listing = (PACKAGE_DATA / "robust" / "train_list.txt").read_text().splitlines()
+    return [root / ln.split("\t")[2] for ln in listing if ln.startswith("lfw\t")]
