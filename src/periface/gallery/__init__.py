@@ -117,7 +117,7 @@ class Gallery:
             self._initialise(embedder, keep_images)
         self._check_meta(embedder if creating else None)
         self._engine = engine
-        self._warned_version = False
+        self._version_checked = False
         self._index: TemplateIndex | None = None
         self._index_generation = -1
         audit_key = self._cipher.unseal(bytes.fromhex(store.get_meta(self._db, "audit_key") or ""), b"audit-key")
@@ -175,9 +175,11 @@ class Gallery:
     def _warn_if_templates_differ(self) -> None:
         # A model or alignment update changes the vectors a little: old templates still match, at a slightly
         # lower accuracy than freshly enrolled ones. Say so once; re-enrolling the people restores it.
+        if self._version_checked:
+            return
+        self._version_checked = True
         recorded, current = self.template_fingerprint, self._engine.embedder.fingerprint
-        if recorded and recorded != current and not self._warned_version:
-            self._warned_version = True
+        if recorded and recorded != current:
             warnings.warn(f"{self.path}: templates were computed by {recorded}, this engine computes {current}; "
                           "they still match, but re-enrolling restores full accuracy", TemplateVersionWarning,
                           stacklevel=3)
