@@ -48,14 +48,12 @@ def shard_descriptors(args: tuple[Path, list[str]]) -> np.ndarray:
     import dlib
 
     from periface.detect import FaceFinder
-    from periface.embed.dlib_resnet import dlib_rectangle, hog_style_box, shape_points
+    from periface.embed.dlib_resnet import load_dlib_models, predict_shape
     from periface.evaluation.pipelines import central
     from periface.image import load_image
-    from periface.models import model_path
 
     images, keys = args
-    predictor = dlib.shape_predictor(str(model_path("dlib_sp5")))
-    net = dlib.face_recognition_model_v1(str(model_path("dlib_resnet")))
+    predictor, net = load_dlib_models()
     finder = FaceFinder.default()
     out = np.full((len(keys), 2, 2, 128), np.nan, np.float32)
     t0 = time.time()
@@ -65,9 +63,8 @@ def shard_descriptors(args: tuple[Path, list[str]]) -> np.ndarray:
         i = central(faces.boxes, rgb.shape[:2])
         if i is None:
             continue
-        first = predictor(rgb, dlib_rectangle(faces.boxes[i]))
-        reseated = predictor(rgb, dlib_rectangle(hog_style_box(shape_points(first))))
-        for s, shape in enumerate((first, reseated)):
+        for s, reseat in enumerate((False, True)):
+            shape = predict_shape(predictor, rgb, faces.boxes[i], reseat)
             chip = dlib.get_face_chip(rgb, shape, size=150, padding=0.25)
             vectors = net.compute_face_descriptor([chip, np.ascontiguousarray(chip[:, ::-1])])
             out[j, s] = np.array([np.array(v) for v in vectors])

@@ -23,11 +23,11 @@ from rich.progress import track
 
 from periface.detect import FaceFinder
 from periface.detect.base import iou_matrix
-from periface.embed.dlib_resnet import DLIB_BOX_FILE, box_in_point_units, shape_points
+from periface.embed.dlib_resnet import DLIB_BOX_FILE, box_in_point_units, load_dlib_models, predict_shape, shape_points
 from periface.evaluation.datasets import training_lfw_photos
 from periface.evaluation.pipelines import central
 from periface.image import load_image
-from periface.models import PACKAGE_DATA, model_path, record_sha256
+from periface.models import PACKAGE_DATA, record_sha256
 
 
 def main() -> int:
@@ -37,7 +37,7 @@ def main() -> int:
 
     photos = training_lfw_photos()
     finder, hog = FaceFinder.default(), dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(str(model_path("dlib_sp5")))
+    predictor, _ = load_dlib_models()
     rows = []
     for path in track(photos, description="HOG box in units of dlib's five points"):
         rgb = np.ascontiguousarray(load_image(path))
@@ -51,7 +51,7 @@ def main() -> int:
         if overlap.max() <= 0.3:
             continue
         hog_box = boxes[int(overlap.argmax())]
-        points = shape_points(predictor(rgb, dlib.rectangle(*[int(v) for v in hog_box])))
+        points = shape_points(predict_shape(predictor, rgb, hog_box, reseat=False))
         rows.append(box_in_point_units(points, hog_box))
     rows = np.array(rows)
     model = np.median(rows, 0)

@@ -38,12 +38,7 @@ class DlibEmbedder:
 
     def _load(self):
         if self._models is None:
-            import dlib
-
-            self._models = (
-                dlib.shape_predictor(str(model_path("dlib_sp5"))),
-                dlib.face_recognition_model_v1(str(model_path("dlib_resnet"))),
-            )
+            self._models = load_dlib_models()
         return self._models
 
     def embed(self, rgb: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
@@ -54,15 +49,28 @@ class DlibEmbedder:
         img = np.ascontiguousarray(rgb)
         with self._lock:
             predictor, net = self._load()
-            shapes = [predictor(img, dlib_rectangle(box)) for box in boxes]
-            if self.reseat:
-                shapes = [predictor(img, dlib_rectangle(hog_style_box(shape_points(s)))) for s in shapes]
+            shapes = [predict_shape(predictor, img, box, self.reseat) for box in boxes]
             chips = dlib.get_face_chips(img, dlib.full_object_detections(shapes), size=150, padding=0.25)
             if self.flip:
                 chips = list(chips) + [np.ascontiguousarray(c[:, ::-1]) for c in chips]
             vectors = net.compute_face_descriptor(list(chips), self.jitter)
         out = np.array([np.array(v) for v in vectors], np.float32)
         return mirror_averaged(out, len(boxes)) if self.flip else l2_normalise(out)
+
+
+def load_dlib_models() -> tuple:
+    """(5-point shape predictor, ResNet), each file's SHA-256 checked."""
+    import dlib
+
+    return (dlib.shape_predictor(str(model_path("dlib_sp5"))),
+            dlib.face_recognition_model_v1(str(model_path("dlib_resnet"))))
+
+
+def predict_shape(predictor, img: np.ndarray, box, reseat: bool = True):
+    """dlib's five points of the face in ``box``: started from ``box``, and with ``reseat`` predicted again from the
+    box dlib's HOG detector would draw around those first points."""
+    shape = predictor(img, dlib_rectangle(box))
+    return predictor(img, dlib_rectangle(hog_style_box(shape_points(shape)))) if reseat else shape
 
 
 def dlib_rectangle(box):
