@@ -59,3 +59,18 @@ def test_a_masked_face_gets_the_eye_and_blazeface_alignments_near_the_detectors(
 def test_an_engine_whose_masked_path_uses_an_adapter_keeps_the_detector_alignment():
     assert Engine().aligns_masked_faces_three_ways  # sface-robust: no adapter
     assert not Engine("sface").aligns_masked_faces_three_ways  # its adapter was fitted on detector-aligned faces
+
+
+def test_analyze_runs_face_mesh_once_per_masked_face(engine, fixtures, monkeypatch):
+    from periface.landmarks.facemesh import FaceMeshLandmarker
+
+    masked = add_mask(load_image(fixtures / "obama.jpg"), seed=3, coverage="full").image
+    boxes = []
+    original = FaceMeshLandmarker.landmarks
+    monkeypatch.setattr(FaceMeshLandmarker, "landmarks",
+                        lambda self, rgb, box=None: boxes.append(box) or original(self, rgb, box))
+    faces = engine.analyze(masked)
+    assert faces.mask[0] != "none" and faces.nose_visible is not None
+    # visibility and the eye alignment both need this face's mesh: they share one run
+    assert len(boxes) == 1
+    np.testing.assert_array_equal(boxes[0], faces.boxes[0])

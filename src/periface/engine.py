@@ -131,12 +131,15 @@ class Engine:
             faces.mask, faces.mask_score = [], np.zeros((0,), np.float32)
             faces.embeddings = np.zeros((0, self.embedder.dim), np.float32) if embed else None
             return faces
+        from .landmarks.facemesh import MeshesOfOneImage, shared_landmarker
+
+        meshes = MeshesOfOneImage(shared_landmarker(), rgb)
         if mask:
-            self._describe_mask(rgb, faces, visibility=visibility)
+            self._describe_mask(rgb, faces, meshes, visibility=visibility)
         if embed:
             faces.embeddings = self.embedder.embed(rgb, faces.boxes, faces.landmarks)
             if mask and self.aligns_masked_faces_three_ways:
-                self._embed_masked_faces_three_ways(rgb, faces)
+                self._embed_masked_faces_three_ways(rgb, faces, meshes)
         return faces
 
     @property
@@ -152,7 +155,7 @@ class Engine:
             self._eye_points = EyeAnchoredPoints.load()
         return self._eye_points
 
-    def _embed_masked_faces_three_ways(self, rgb: np.ndarray, faces: Faces) -> None:
+    def _embed_masked_faces_three_ways(self, rgb: np.ndarray, faces: Faces, meshes=None) -> None:
         """A masked face's embedding is the mean over three alignments: the detector's five points, five placed from
         the eyes Face Mesh finds above the mask (``align.EyeAnchoredPoints``) and BlazeFace's keypoints. Under a mask
         each source errs in its own way (the detector's eye points drift with its guesses for nose and mouth), and
@@ -163,7 +166,7 @@ class Engine:
             return
         blaze = self.masked_keypoint_detector.detect(rgb)
         for i in masked:
-            points = list(self.masked_alignments(rgb, faces.boxes[i], blaze).values())
+            points = list(self.masked_alignments(rgb, faces.boxes[i], blaze, meshes).values())
             if not points:
                 continue
             box = faces.boxes[i : i + 1]
@@ -171,15 +174,16 @@ class Engine:
             mean = faces.embeddings[i] + others.sum(axis=0)
             faces.embeddings[i] = mean / np.linalg.norm(mean)
 
-    def masked_alignments(self, rgb: np.ndarray, box: np.ndarray, blaze: Faces | None = None) -> dict[str, np.ndarray]:
+    def masked_alignments(self, rgb: np.ndarray, box: np.ndarray, blaze: Faces | None = None,
+                          meshes=None) -> dict[str, np.ndarray]:
         """The (5, 2) alignments a masked face in ``box`` gets besides the detector's, where found: ``"eyes"`` (from
         Face Mesh) and ``"blazeface"`` (the BlazeFace face overlapping ``box`` with IoU > 0.3; ``blaze``: its
-        detections in ``rgb`` when already run)."""
+        detections in ``rgb`` when already run; ``meshes``: a ``MeshesOfOneImage`` of ``rgb``, when there is one)."""
         from .detect.base import iou_matrix
         from .landmarks.facemesh import shared_landmarker
 
         out = {}
-        mesh = shared_landmarker().landmarks(rgb, box)
+        mesh = (meshes or shared_landmarker()).landmarks(rgb, box)
         if mesh is not None:
             out["eyes"] = self.eye_points(mesh)
         blaze = self.masked_keypoint_detector.detect(rgb) if blaze is None else blaze
@@ -203,7 +207,7 @@ class Engine:
             self._masked_keypoints = BlazeFaceDetector("short", score_threshold=0.3)
         return self._masked_keypoints
 
-    def _describe_mask(self, rgb: np.ndarray, faces: Faces, *, visibility: bool = True) -> None:
+    def _describe_mask(self, rgb: np.ndarray, faces: Faces, meshes, *, visibility: bool = True) -> None:
         """Mask state and P(mask); with the shipped CNN also nose/mouth visibility, from one pass of the CNN."""
         probabilities = getattr(self.mask_classifier, "probabilities", None)
         if probabilities is None:  # a classifier that only labels (e.g. a test's fake)
@@ -213,10 +217,9 @@ class Engine:
         faces.mask = states_from_probabilities(p)
         faces.mask_score = (1.0 - p[:, 0]).astype(np.float32)
         if visibility and self.settings.nose_mouth_visibility:
-            from .landmarks.facemesh import shared_landmarker
             from .mask.classify import nose_mouth_visibility
 
-            visible = nose_mouth_visibility(rgb, faces, p, landmarker=shared_landmarker())
+            visible = nose_mouth_visibility(rgb, faces, p, landmarker=meshes)
             faces.nose_visible, faces.mouth_visible = visible[:, 0], visible[:, 1]
 
     def face(self, img: ImageInput, *, crop: bool = False, name: str | None = None) -> Faces:

@@ -209,6 +209,23 @@ def _check_rgb(rgb: np.ndarray) -> np.ndarray:
     return rgb
 
 
+class MeshesOfOneImage:
+    """Face Mesh for the faces of one image, run once per box: the stages that describe the same faces (nose and
+    mouth visibility, the masked faces' eye alignment) share the result instead of each running it again."""
+
+    def __init__(self, landmarker: FaceMeshLandmarker, rgb: np.ndarray) -> None:
+        self._landmarker, self._rgb = landmarker, rgb
+        self._by_box: dict[bytes, np.ndarray | None] = {}
+
+    def landmarks(self, rgb: np.ndarray, box: np.ndarray | None = None) -> np.ndarray | None:
+        if rgb is not self._rgb or box is None:
+            return self._landmarker.landmarks(rgb, box)
+        key = np.asarray(box, np.float64).reshape(4).tobytes()
+        if key not in self._by_box:
+            self._by_box[key] = self._landmarker.landmarks(rgb, box)
+        return self._by_box[key]
+
+
 _SHARED: FaceMeshLandmarker | None = None
 _SHARED_LOCK = threading.Lock()
 
