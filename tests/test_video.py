@@ -134,3 +134,54 @@ def test_watch_command_writes_json_lines(moving_face_dir, tmp_path):
     assert res.exit_code == 0, res.output
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(lines) == 1 and lines[0]["frames"] == 8
+
+
+def test_a_source_that_is_not_a_video_is_refused_with_its_name_and_reason(tmp_path):
+    from periface.errors import VideoError
+
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    clipped = tmp_path / "clipped.jpg"
+    clipped.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    for source, reason in [(text, "cannot open"), (tmp_path / "missing.mp4", "file not found"),
+                           (clipped, "no frame could be decoded")]:
+        with pytest.raises(VideoError, match=reason) as e:
+            list(frames(source))
+        assert e.value.source == str(source) and e.value.exit_code != 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(VideoError, match="no images"):
+        list(frames(empty))
+
+
+def test_an_unreadable_image_in_a_folder_is_skipped_and_named(moving_face_dir):
+    from periface.errors import VideoError
+
+    (moving_face_dir / "frame_003.jpg").write_bytes(b"broken")
+    skipped = []
+    kept = list(frames(moving_face_dir, on_unreadable=lambda f, why: skipped.append((f, why))))
+    assert [f.index for f in kept] == [0, 1, 2, 4, 5, 6, 7]
+    assert len(skipped) == 1 and skipped[0][0].endswith("frame_003.jpg") and "not an image" in skipped[0][1]
+    with pytest.warns(UserWarning, match="frame_003.jpg: skipped"):
+        assert len(list(frames(moving_face_dir))) == 7
+    for f in moving_face_dir.glob("*.jpg"):
+        f.write_bytes(b"")
+    with pytest.raises(VideoError, match="none of the folder's images could be read"):
+        list(frames(moving_face_dir, on_unreadable=lambda f, why: None))
+
+
+def test_watch_command_exits_non_zero_on_a_bad_source(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from periface.errors import VideoError
+    from periface.video_commands import watch as watch_command
+
+    app = typer.Typer()
+    app.command()(watch_command)
+    app.command("noop")(lambda: None)
+    bad = tmp_path / "holiday.mp4"
+    bad.write_bytes(b"\x00" * 64)
+    res = CliRunner().invoke(app, ["watch", str(bad), "--fast"])
+    assert res.exit_code == VideoError.exit_code
+    assert "holiday.mp4" in res.output and "cannot open" in res.output

@@ -73,6 +73,14 @@ class ThermalFormatError(PerifaceError):
     http_status = 422
 
 
+class VideoError(PerifaceError):
+    """A video file, stream or image folder that cannot be opened or yields no frame."""
+
+    code = "bad_video"
+    exit_code = 11
+    http_status = 422
+
+
 class EncryptionKeyError(PerifaceError):
     """The template encryption key is missing or wrong."""
 

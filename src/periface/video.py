@@ -16,6 +16,7 @@ existing tracks, and a track ends after ``max_missed`` frames unseen.
 from __future__ import annotations
 
 import json
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,9 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from .detect.base import iou_matrix
+from .errors import ImageError, VideoError
 from .faces import MASK_STATES, Faces
+from .image import load_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -41,24 +44,40 @@ class Frame:
     rgb: np.ndarray
 
 
-def frames(source: str | Path, *, every: int = 1, max_frames: int | None = None) -> Iterator[Frame]:
-    """RGB frames of a video file, a stream URL or a folder of images; ``every`` keeps one frame in ``every``."""
+def frames(source: str | Path, *, every: int = 1, max_frames: int | None = None,
+           on_unreadable: Callable[[str, str], None] | None = None) -> Iterator[Frame]:
+    """RGB frames of a video file, a stream URL or a folder of images; ``every`` keeps one frame in ``every``.
+
+    A folder's images are read like any image (``periface.image.load_image``); one that cannot be read is skipped and
+    reported to ``on_unreadable(file, reason)`` (default: a ``UnreadableFrameWarning``). Raises ``VideoError`` when
+    the source cannot be opened or yields no frame at all.
+    """
     src = str(source)
     path = Path(src)
+    emitted = 0
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise VideoError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder", source=src)
         for i, f in enumerate(files[::every][:max_frames]):
-            bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
-            if bgr is not None:
-                yield Frame(i * every, float(i * every), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            try:
+                rgb = load_image(f)
+            except ImageError as e:
+                (on_unreadable or _warn_unreadable)(str(f), e.reason)
+                continue
+            emitted += 1
+            yield Frame(i * every, float(i * every), rgb)
+        if not emitted:
+            raise VideoError("none of the folder's images could be read", source=src)
         return
     if "://" not in src and not path.exists():
-        raise FileNotFoundError(src)
+        raise VideoError("file not found", source=src)
     cap = cv2.VideoCapture(src)
     if not cap.isOpened():
-        raise OSError(f"cannot open video source {src!r}")
+        raise VideoError("cannot open: not a video OpenCV can decode, a damaged file, or an unreachable stream",
+                         source=src)
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
-    index = emitted = 0
+    index = 0
     try:
         while max_frames is None or emitted < max_frames:
             if index % every and cap.grab():  # skip without decoding
@@ -73,6 +92,16 @@ def frames(source: str | Path, *, every: int = 1, max_frames: int | None = None)
             emitted += 1
     finally:
         cap.release()
+    if not emitted:
+        raise VideoError("no frame could be decoded: not a video, or a damaged one", source=src)
+
+
+class UnreadableFrameWarning(UserWarning):
+    """An image in a folder read as a video could not be read and was skipped."""
+
+
+def _warn_unreadable(file: str, reason: str) -> None:
+    warnings.warn(f"{file}: skipped, {reason}", UnreadableFrameWarning, stacklevel=3)
 
 
 # ------------------------------------------------------------------------------------------------- tracking
@@ -238,13 +267,15 @@ def watch(
     k: int = 5,
     annotate: str | Path | None = None,
     on_frame: Callable[[Frame, Faces, np.ndarray], None] | None = None,
+    on_unreadable: Callable[[str, str], None] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield one record per face track of ``source`` (video file, stream URL or image folder), as tracks end.
 
     ``gallery``: a ``periface.gallery.Gallery`` or its folder; each track is searched once, on its best frame.
     ``finder``: anything with ``find(rgb) -> Faces`` (default ``CrowdFinder.default()``); ``mask_classifier``: a
     ``MaskClassifier`` (default the shipped CNN). Tracks seen in fewer than ``min_frames`` frames are dropped as
-    flicker. ``annotate``: write a video with the tracked boxes, ids and mask states.
+    flicker. ``annotate``: write a video with the tracked boxes, ids and mask states. ``on_unreadable``: see
+    ``frames``.
     """
     if finder is None:
         from .detect.crowd import CrowdFinder
@@ -270,7 +301,7 @@ def watch(
         return _record(s, search)
 
     try:
-        for frame in frames(source, every=every, max_frames=max_frames):
+        for frame in frames(source, every=every, max_frames=max_frames, on_unreadable=on_unreadable):
             faces = finder.find(frame.rgb)
             labels, mask_score = mask_classifier.classify(frame.rgb, faces) if len(faces) else ([], np.zeros(0))
             faces.mask, faces.mask_score = list(labels), np.asarray(mask_score, np.float32)

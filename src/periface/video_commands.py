@@ -24,19 +24,26 @@ def watch(
     fast: bool = typer.Option(False, "--fast", help="one detector pass at native size (faster, misses small faces)"),
 ) -> None:
     """Track every face in a video or stream; one JSON line per track (first/last seen, best frame, mask, candidates)."""
+    from .cli import err, fail
     from .detect.crowd import CrowdFinder
+    from .errors import PerifaceError
     from .video import watch as watch_source, write_jsonl
+
+    def skipped(file: str, reason: str) -> None:
+        err.print(f"[yellow]skipped[/yellow] {file}: {reason}", highlight=False)
 
     finder = CrowdFinder.fast() if fast else CrowdFinder.default()
     records = watch_source(source, gallery=gallery, finder=finder, every=every, max_frames=max_frames,
-                           min_frames=min_frames, k=k, annotate=annotate)
+                           min_frames=min_frames, k=k, annotate=annotate, on_unreadable=skipped)
     try:
         if out is None:
             n = write_jsonl(records, sys.stdout)
         else:
             with open(out, "w") as f:
                 n = write_jsonl(records, f)
-    except (OSError, FileNotFoundError) as e:
-        typer.echo(f"error: {e}", err=True)
+    except PerifaceError as e:
+        fail(e)
+    except OSError as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False)
         raise typer.Exit(2) from e
     typer.echo(f"{n} track(s)", err=True)
