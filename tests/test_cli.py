@@ -40,9 +40,16 @@ def test_enroll_search_remove_roundtrip(tmp_path, key_env):
         r = run("enroll", "--gallery", g, "--id", p, "--purpose", "door access", SAMPLES / f"enrol_{p}.jpg", "--json")
         assert r.exit_code == 0, r.output
     r = run("search", "--gallery", g, SAMPLES / "probe_obama.jpg", "-k", "2", "--json")
+    assert r.exit_code == 7 and "purpose" in r.stderr  # every search says why
+    r = run("search", "--gallery", g, SAMPLES / "probe_obama.jpg", "-k", "2", "--purpose", "door check", "--json")
     assert r.exit_code == 0, r.output
     cands = json.loads(r.stdout)["candidates"]
     assert cands[0]["identity"] == "obama" and len(cands) == 2 and "far" in cands[0]
+    from periface.gallery import Gallery
+
+    searches = Gallery(g).audit.records(action="search")
+    assert len(searches) == 1  # the refused search left no record and returned no candidates
+    assert searches[0].purpose == "door check" and searches[0].actor.startswith("cli:")
     r = run("remove", "--gallery", g, "--id", "obama", "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)["erased_templates"] >= 1
     r = run("remove", "--gallery", g, "--id", "obama")
@@ -50,7 +57,7 @@ def test_enroll_search_remove_roundtrip(tmp_path, key_env):
 
 
 def test_search_in_a_non_gallery_fails_cleanly(tmp_path):
-    r = run("search", "--gallery", tmp_path / "nothing", SAMPLES / "probe_obama.jpg")
+    r = run("search", "--gallery", tmp_path / "nothing", SAMPLES / "probe_obama.jpg", "--purpose", "door check")
     assert r.exit_code != 0 and "no periface gallery" in r.stderr
 
 

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import PerifaceError
+from .privacy.audit import terminal_actor
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Masked-face recognition, fever screening, privacy built in.")
 out = Console()
@@ -148,7 +149,7 @@ def enroll(
         except ValidationError as e:
             raise ConsentError(f"invalid consent record: {e.errors()[0]['msg']}", source=identity) from None
         g = _gallery(gallery, embedder=embedder, keep_images=keep_images)
-        result = g.enroll(identity, list(images), consent=consent, crop=crop, actor="cli")
+        result = g.enroll(identity, list(images), consent=consent, crop=crop, actor=terminal_actor())
     except PerifaceError as e:
         fail(e, as_json)
     doc = {"identity": result.identity, "templates": result.templates, "gallery": str(gallery),
@@ -163,20 +164,24 @@ def search(
     image: Path,
     gallery: Path = typer.Option(..., "--gallery"),
     k: int = typer.Option(10, "-k", "--k", min=1, max=100, help="candidates to return"),
-    purpose: Optional[str] = typer.Option(None, "--purpose", help="why this search is made (audited)"),
+    purpose: Optional[str] = typer.Option(None, "--purpose", help="why this search is made (required, audited)"),
     crop: bool = typer.Option(False, "--crop"),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Rank the gallery's identities for IMAGE: a candidate list for a person to review, not a verdict."""
+    """Rank the gallery's identities for IMAGE: a candidate list for a person to review, not a verdict.
+
+    Every search states why it is made; the audit log records the purpose and who ran it."""
+    from .errors import ConsentError, GalleryError
     from .gallery import Gallery
 
     try:
+        if not purpose or len(purpose.strip()) < 3:
+            raise ConsentError("a search states its purpose (--purpose, at least 3 characters); the audit log keeps it",
+                               source=str(image))
         if not (gallery / "gallery.sqlite").exists():
-            from .errors import GalleryError
-
             raise GalleryError("no periface gallery here", source=str(gallery))
         g = Gallery(gallery)
-        candidates = g.search(image, k=k, purpose=purpose, crop=crop, actor="cli")
+        candidates = g.search(image, k=k, purpose=purpose.strip(), crop=crop, actor=terminal_actor())
     except PerifaceError as e:
         fail(e, as_json)
     doc = {"probe": str(image), "candidates": [c.to_dict() for c in candidates]}
@@ -206,7 +211,7 @@ def remove(
     try:
         if not (gallery / "gallery.sqlite").exists():
             raise GalleryError("no periface gallery here", source=str(gallery))
-        n = Gallery(gallery).remove(identity, actor="cli", role="admin", purpose=purpose)
+        n = Gallery(gallery).remove(identity, actor=terminal_actor(), role="admin", purpose=purpose)
     except PerifaceError as e:
         fail(e, as_json)
     emit(as_json, {"identity": identity, "erased_templates": n}, lambda: out.print(f"erased {identity}: {n} template(s)"))

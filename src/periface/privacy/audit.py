@@ -35,6 +35,16 @@ GENESIS = "0" * 64
 _ANCHOR_SUFFIX = ".head"
 _LOCK_SUFFIX = ".lock"
 
+def terminal_actor(tool: str = "cli") -> str:
+    """Who is at this terminal, for the log: ``cli:<login name>`` (``cli:unknown`` where the system has none)."""
+    import getpass
+
+    try:
+        return f"{tool}:{getpass.getuser()}"
+    except (KeyError, OSError):  # no login name and no passwd entry, e.g. an anonymous container user
+        return f"{tool}:unknown"
+
+
 #: Actions the library writes. Others are accepted (the log is not the place to refuse a record).
 ACTIONS = frozenset(
     {"enrol", "search", "verify", "screen", "erase", "purge", "rotate-key", "confirm", "reject", "key-create",

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import PerifaceError
+from .audit import terminal_actor
 
 audit_app = typer.Typer(help="The hash-chained audit log: verify it, show it.", no_args_is_help=True)
 gallery_app = typer.Typer(help="Gallery maintenance: key rotation.", no_args_is_help=True)
@@ -118,7 +119,7 @@ def purge(
     except ValueError as e:
         err.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
-    g = _run(lambda: _open(gallery, retention=policy, actor="cli"), as_json)
+    g = _run(lambda: _open(gallery, retention=policy, actor=terminal_actor()), as_json)
     if dry_run:
         today = datetime.now(timezone.utc).date()
         due = [i.identity for i in g.identities() if i.expires <= today]
@@ -178,7 +179,7 @@ def rotate_key(
     """
     from ..privacy.crypto import KEY_ENV, KEY_FILE_ENV, default_key_file, encode_key, generate_key
 
-    g = _run(lambda: _open(gallery, actor="cli"))
+    g = _run(lambda: _open(gallery, actor=terminal_actor()))
     if new_key_file is not None:
         target = new_key_file.resolve()
     elif os.environ.get(KEY_ENV):
@@ -196,7 +197,7 @@ def rotate_key(
         with os.fdopen(fd, "w") as f:
             f.write(encode_key(new_key) + "\n")
     try:
-        rows = _run(lambda: g.rotate_key(new_key, actor="cli"))
+        rows = _run(lambda: g.rotate_key(new_key, actor=terminal_actor()))
     except BaseException:
         if staged is not None:
             staged.unlink(missing_ok=True)
