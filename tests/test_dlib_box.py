@@ -35,3 +35,20 @@ def test_reseating_is_part_of_the_fingerprint():
 
     assert DlibEmbedder().fingerprint != DlibEmbedder(reseat=False).fingerprint
     assert "reseat" in DlibEmbedder().fingerprint
+
+
+def test_dlib_embeds_a_face_given_several_times_once(engine, fixtures, monkeypatch):
+    """Masked faces are embedded on three alignments; dlib ignores them, so the same box is computed once."""
+    from periface.embed.dlib_resnet import DlibEmbedder
+
+    rgb = engine.load(fixtures / "two_people.jpg")
+    faces = engine.finder.find(rgb)
+    dlib_embedder = DlibEmbedder()
+    separately = dlib_embedder.embed(rgb, faces.boxes, faces.landmarks)
+    computed = []
+    original = DlibEmbedder._embed_boxes
+    monkeypatch.setattr(DlibEmbedder, "_embed_boxes", lambda self, img, b: computed.append(len(b)) or original(self, img, b))
+    order = [1, 0, 1, 1, 0]
+    repeated = dlib_embedder.embed(rgb, faces.boxes[order], faces.landmarks[order])
+    assert computed == [2]
+    np.testing.assert_array_equal(repeated, separately[order])

@@ -42,8 +42,14 @@ class DlibEmbedder:
         return self._models
 
     def embed(self, rgb: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """dlib places its own five points from each box, so ``landmarks`` are not used, and a box given several
+        times (one face under several alignments, as masked faces get) is embedded once."""
         if len(boxes) == 0:
             return np.zeros((0, self.dim), np.float32)
+        unique, repeat = np.unique(np.asarray(boxes, np.float32).reshape(-1, 4), axis=0, return_inverse=True)
+        return self._embed_boxes(rgb, unique)[repeat.ravel()]
+
+    def _embed_boxes(self, rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         import dlib
 
         img = np.ascontiguousarray(rgb)
