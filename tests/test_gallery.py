@@ -50,17 +50,38 @@ def test_templates_from_another_embedder_version_are_flagged_once(gallery, engin
 
     from periface.gallery import TemplateVersionWarning
 
-    assert gallery.template_fingerprint == engine.embedder.fingerprint
+    assert gallery.template_fingerprint == engine.embedder.fingerprint and gallery.outdated_templates() == {}
     with warnings.catch_warnings():
         warnings.simplefilter("error", TemplateVersionWarning)
         Gallery(gallery.path, engine=engine).search(SAMPLES / "probe_obama.jpg", k=1)  # same version: silent
-    with sqlite3.connect(gallery.path / "gallery.sqlite") as db:
-        db.execute("UPDATE meta SET value = 'sface-robust:older-head' WHERE key = 'embedder_fingerprint'")
+    n_obama = gallery.identity("obama").templates + gallery.identity("obama").masked_templates
+    with sqlite3.connect(gallery.path / "gallery.sqlite") as db:  # as if obama had been enrolled by an older head
+        db.execute("UPDATE templates SET embedder = 'sface-robust:older-head' "
+                   "WHERE identity_id = (SELECT id FROM identities WHERE name = 'obama')")
     old = Gallery(gallery.path, engine=engine)
-    with pytest.warns(TemplateVersionWarning, match="older-head") as caught:
+    with pytest.warns(TemplateVersionWarning, match=r"1 of \d+ identities \(obama\)") as caught:
         assert old.search(SAMPLES / "probe_obama.jpg", k=1)[0].identity == "obama"
         old.search(SAMPLES / "probe_kit_harington.jpg", k=1)
     assert len([w for w in caught if w.category is TemplateVersionWarning]) == 1
+    assert old.outdated_templates() == {"obama": n_obama}
+
+
+def test_a_gallery_from_before_per_template_versions_opens_and_keeps_its_templates(gallery, engine):
+    before = {i.identity: (i.templates, i.masked_templates) for i in gallery.identities()}
+    with sqlite3.connect(gallery.path / "gallery.sqlite") as db:  # the templates table as earlier releases made it
+        db.executescript("""
+            CREATE TABLE old AS SELECT id, identity_id, kind, source_sha256, vector, created_at FROM templates;
+            DROP TABLE templates; ALTER TABLE old RENAME TO templates;
+            UPDATE meta SET value = 'sface-robust:older-head' WHERE key = 'embedder_fingerprint';""")
+    with pytest.warns(UserWarning, match="identities"):
+        reopened = Gallery(gallery.path, engine=engine)
+        assert reopened.search(SAMPLES / "probe_obama.jpg", k=1)[0].identity == "obama"
+    assert {i.identity: (i.templates, i.masked_templates) for i in reopened.identities()} == before
+    # unrecorded templates count by the gallery's first recorded version
+    assert set(reopened.outdated_templates()) == set(before)
+    reopened.enroll("kit_harington", [SAMPLES / "enrol_kit_harington.jpg"],
+                    consent=Consent(subject="kit_harington", purpose="door access"))
+    assert reopened.outdated_templates()["kit_harington"] == sum(before["kit_harington"])  # new ones are current
 
 
 def test_templates_are_encrypted_at_rest(gallery, engine):

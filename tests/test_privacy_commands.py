@@ -121,3 +121,17 @@ def test_redact_command(tmp_path: Path) -> None:
     assert (out / "two_people.jpg").exists()
     r = runner.invoke(cli, ["redact", str(FIXTURES / "obama.jpg"), "--out", str(FIXTURES)])
     assert r.exit_code == 2  # refuses to overwrite originals
+
+
+def test_gallery_outdated_lists_who_to_re_enrol(gallery: Path) -> None:
+    r = runner.invoke(cli, ["gallery", "outdated", "--gallery", str(gallery), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["identities"] == {}
+    with sqlite3.connect(gallery / "gallery.sqlite") as db:
+        db.execute("UPDATE templates SET embedder = 'sface-robust:older-head' "
+                   "WHERE identity_id = (SELECT id FROM identities WHERE name = 'Bob Example')")
+    r = runner.invoke(cli, ["gallery", "outdated", "--gallery", str(gallery), "--json"])
+    stale = json.loads(r.stdout)["identities"]
+    assert list(stale) == ["Bob Example"] and stale["Bob Example"] >= 1
+    r = runner.invoke(cli, ["gallery", "outdated", "--gallery", str(gallery)])
+    assert r.exit_code == 0 and "1 of 2 identities to re-enrol" in r.stdout and "Bob Example" in r.stdout

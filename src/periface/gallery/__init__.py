@@ -116,6 +116,7 @@ class Gallery:
             embedder = embedder or (engine.embedder.name if engine is not None else Settings().embedder)
             self._initialise(embedder, keep_images)
         self._check_meta(embedder if creating else None)
+        store.add_missing_columns(self._db)
         self._engine = engine
         self._version_checked = False
         self._index: TemplateIndex | None = None
@@ -169,8 +170,20 @@ class Gallery:
 
     @property
     def template_fingerprint(self) -> str | None:
-        """The embedder fingerprint the templates were computed with (None: enrolled before it was recorded)."""
+        """The embedder fingerprint of the gallery's first templates (None: enrolled before it was recorded)."""
         return store.get_meta(self._db, "embedder_fingerprint")
+
+    def outdated_templates(self) -> dict[str, int]:
+        """Per identity, how many of its templates another version of the embedder computed than this gallery's
+        engine runs: re-enrolling that person restores full accuracy. A template enrolled before versions were
+        recorded per template counts by the gallery's first recorded version; one older still is not counted."""
+        current = self.engine.embedder.fingerprint
+        rows = self._db.execute(
+            "SELECT i.name, COUNT(*) FROM templates t JOIN identities i ON i.id = t.identity_id "
+            "WHERE COALESCE(t.embedder, ?) != ? GROUP BY i.name ORDER BY i.name",
+            (self.template_fingerprint or current, current),
+        ).fetchall()
+        return {name: int(n) for name, n in rows}
 
     def _warn_if_templates_differ(self) -> None:
         # A model or alignment update changes the vectors a little: old templates still match, at a slightly
@@ -178,11 +191,13 @@ class Gallery:
         if self._version_checked:
             return
         self._version_checked = True
-        recorded, current = self.template_fingerprint, self._engine.embedder.fingerprint
-        if recorded and recorded != current:
-            warnings.warn(f"{self.path}: templates were computed by {recorded}, this engine computes {current}; "
-                          "they still match, but re-enrolling restores full accuracy", TemplateVersionWarning,
-                          stacklevel=3)
+        outdated = self.outdated_templates()
+        if outdated:
+            names = ", ".join(list(outdated)[:5]) + (", ..." if len(outdated) > 5 else "")
+            warnings.warn(f"{self.path}: {len(outdated)} of {len(self)} identities ({names}) hold templates computed "
+                          f"by another version of the embedder than this engine's {self._engine.embedder.fingerprint}; "
+                          "they still match, but re-enrolling them restores full accuracy "
+                          "(`periface gallery outdated` lists them)", TemplateVersionWarning, stacklevel=3)
 
     def _generation(self) -> int:
         return int(store.get_meta(self._db, "generation") or 0)
@@ -291,8 +306,9 @@ class Gallery:
             for vec, variants, digest in zip(vectors, masked_vectors, digests):
                 for kind, v in [("plain", vec)] + [("masked", m) for m in variants]:
                     cur = db.execute(
-                        "INSERT INTO templates(identity_id, kind, source_sha256, vector, created_at) VALUES (?, ?, ?, x'', ?)",
-                        (identity_id, kind, digest, now),
+                        "INSERT INTO templates(identity_id, kind, source_sha256, vector, created_at, embedder)"
+                        " VALUES (?, ?, ?, x'', ?, ?)",
+                        (identity_id, kind, digest, now, engine.embedder.fingerprint),
                     )
                     tid = cur.lastrowid
                     blob = self._cipher.encrypt(v, f"template:{tid}:{identity_id}".encode())

@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS templates (
     kind TEXT NOT NULL CHECK (kind IN ('plain', 'masked')),
     source_sha256 TEXT NOT NULL,
     vector BLOB NOT NULL,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    embedder TEXT  -- fingerprint of the embedder that computed it (NULL: enrolled before it was recorded)
 );
 CREATE TABLE IF NOT EXISTS images (
     id INTEGER PRIMARY KEY,
@@ -69,6 +70,13 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
     else:
         conn.execute("COMMIT")
+
+
+def add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Bring a gallery made by an earlier release up to this schema: columns are only ever added, never changed."""
+    columns = {r["name"] for r in conn.execute("PRAGMA table_info(templates)")}
+    if "embedder" not in columns:
+        conn.execute("ALTER TABLE templates ADD COLUMN embedder TEXT")
 
 
 def get_meta(conn: sqlite3.Connection, key: str) -> str | None:

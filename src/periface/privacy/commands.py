@@ -24,7 +24,7 @@ from ..errors import PerifaceError
 from .audit import terminal_actor
 
 audit_app = typer.Typer(help="The hash-chained audit log: verify it, show it.", no_args_is_help=True)
-gallery_app = typer.Typer(help="Gallery maintenance: key rotation.", no_args_is_help=True)
+gallery_app = typer.Typer(help="Gallery maintenance: key rotation, templates to renew.", no_args_is_help=True)
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
 
@@ -164,6 +164,34 @@ def redact(
         _emit(docs)
     if failed:
         raise typer.Exit(3)
+
+
+@gallery_app.command("outdated")
+def outdated(gallery: Path = GalleryOpt, as_json: bool = JsonOpt) -> None:
+    """List the people whose templates an earlier version of the embedder computed: re-enrol them (they still
+    match, at a slightly lower accuracy)."""
+    import warnings
+
+    from ..gallery import TemplateVersionWarning
+
+    g = _run(lambda: _open(gallery), as_json)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TemplateVersionWarning)  # the list below says it in full
+        stale = _run(g.outdated_templates, as_json)
+        current = g.engine.embedder.fingerprint
+    if as_json:
+        _emit({"gallery": str(gallery), "embedder": current, "identities": stale})
+        return
+    if not stale:
+        out.print(f"every template was computed by this engine's embedder ({current})")
+        return
+    out.print(f"{len(stale)} of {len(g)} identities to re-enrol; the embedder is now {current}", highlight=False)
+    table = Table()
+    table.add_column("identity")
+    table.add_column("older templates", justify="right")
+    for name, n in stale.items():
+        table.add_row(name, str(n))
+    out.print(table)
 
 
 @gallery_app.command("rotate-key")
