@@ -76,7 +76,11 @@ def add_missing_columns(conn: sqlite3.Connection) -> None:
     """Bring a gallery made by an earlier release up to this schema: columns are only ever added, never changed."""
     columns = {r["name"] for r in conn.execute("PRAGMA table_info(templates)")}
     if "embedder" not in columns:
-        conn.execute("ALTER TABLE templates ADD COLUMN embedder TEXT")
+        try:
+            conn.execute("ALTER TABLE templates ADD COLUMN embedder TEXT")
+        except sqlite3.OperationalError as e:  # another process opening the same gallery added it first
+            if "duplicate column" not in str(e):
+                raise
 
 
 def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
