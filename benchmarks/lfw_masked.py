@@ -26,9 +26,9 @@ from periface import Engine  # noqa: E402
 from periface.evaluation.datasets import require_datasets  # noqa: E402
 from periface.evaluation.identification import evaluate_identification  # noqa: E402
 from periface.evaluation.masked_eval import (  # noqa: E402
+    evaluate_fusion_masked,
     evaluate_identification_methods,
     evaluate_masked_methods,
-    fusion_from_caches,
 )
 from periface.evaluation.pipelines import build_pipelines  # noqa: E402
 from periface.evaluation.report import Bars, pct, write_html, write_json  # noqa: E402
@@ -43,7 +43,7 @@ def main() -> int:
     ap.add_argument("--skip-identification", action="store_true")
     ap.add_argument("--skip-verification", action="store_true")
     ap.add_argument("--fusion", action="store_true",
-                    help="also score SFace+dlib fusion from the cached embeddings of both (run lfw_verify.py --mask probe --pipelines periface-dlib first)")
+                    help="also score the SFace+dlib fusion backend on masked probes, as Engine('fusion') runs it")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     lfw = require_datasets() / "lfw"
@@ -59,7 +59,7 @@ def main() -> int:
                 ver_rows.append([f"periface-{name} / {m}", pct(r["accuracy"]), pct(r["tar_at_far_1e-2"]),
                                  pct(r["tar_at_far_1e-3"]), pct(r["eer"])])
         if args.fusion and not args.skip_verification:
-            r = fusion_from_caches(lfw / "pairs.txt", seed=args.seed)
+            r = evaluate_fusion_masked(lfw / "pairs.txt", lfw / "images", seed=args.seed, progress=bars)
             doc["verification"]["periface-fusion (SFace+dlib, weights from View-1)"] = r
             ver_rows.append(["periface-fusion (SFace+dlib)", pct(r["accuracy"]), pct(r["tar_at_far_1e-2"]),
                              pct(r["tar_at_far_1e-3"]), pct(r["eer"])])

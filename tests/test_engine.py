@@ -77,6 +77,24 @@ def test_dlib_backend_selectable(fixtures):
     assert eng.embedder.name == "dlib" and v.same and not d.same
 
 
+def test_fusion_vectors_reweight_exactly_masked_faces_included(engine, fixtures):
+    """scripts/calibrate.py chooses the fusion's weight by reweighting vectors embedded once; check that this gives
+    what an engine built with the other weight computes, for a masked face averaged over its alignments too."""
+    from periface.embed.fusion import FusionEmbedder, reweighted
+    from periface.image import load_image
+    from periface.mask.render import add_mask
+
+    shipped = Engine("fusion", finder=engine.finder)
+    parts, dims = shipped.embedder.parts, [p.dim for p in shipped.embedder.parts]
+    other = Engine(FusionEmbedder(parts, [0.2, 0.8], [0.09, 0.035]), finder=engine.finder)
+    plain = load_image(fixtures / "obama.jpg")
+    for rgb in (plain, add_mask(plain, seed=3, coverage="full").image):
+        a, b = shipped.analyze(rgb), other.analyze(rgb)
+        np.testing.assert_allclose(reweighted(a.embeddings, shipped.embedder.gains, other.embedder.gains, dims),
+                                   b.embeddings, atol=2e-6)
+    assert a.mask[0] != "none"  # the masked face took the three-alignment path
+
+
 def test_shipped_calibration_is_monotone():
     for name in ("sface", "sface-robust", "dlib", "fusion", "sface-masked"):
         cal = calibration_for(name)

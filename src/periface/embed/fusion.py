@@ -19,6 +19,7 @@ class FusionEmbedder:
         if not (len(parts) == len(weights) == len(impostor_std)):
             raise ValueError("parts, weights and impostor_std must have the same length")
         self.parts = list(parts)
+        self.weights = tuple(float(w) for w in weights)
         self.name = "fusion"
         self.dim = sum(p.dim for p in parts)
         self.gains = fusion_gains(weights, impostor_std)
@@ -34,3 +35,15 @@ def fusion_gains(weights: Sequence[float], impostor_std: Sequence[float]) -> np.
     """Per-backbone gains sqrt(w_i / sigma_i), scaled so that the concatenation stays a unit vector."""
     gains = np.sqrt(np.asarray(weights, np.float64) / np.asarray(impostor_std, np.float64))
     return (gains / np.sqrt((gains**2).sum())).astype(np.float32)
+
+
+def reweighted(fused: np.ndarray, gains: Sequence[float], new_gains: Sequence[float], dims: Sequence[int]) -> np.ndarray:
+    """(N, D) fused vectors computed with ``gains``, as they would be with ``new_gains``: each backbone's block
+    (``dims`` wide) is rescaled and the whole renormalised. Exact also for the mean of several fused vectors (a
+    masked face embedded on several alignments), because every block of the mean scales alike."""
+    fused = np.asarray(fused, np.float32)
+    edges = np.cumsum([0, *dims])
+    if edges[-1] != fused.shape[-1]:
+        raise ValueError(f"blocks of {list(dims)} do not make vectors of {fused.shape[-1]}")
+    blocks = [fused[..., a:b] * (g_new / g) for a, b, g, g_new in zip(edges[:-1], edges[1:], gains, new_gains)]
+    return l2_normalise(np.concatenate(blocks, axis=-1))

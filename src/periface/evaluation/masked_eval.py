@@ -79,6 +79,18 @@ def probe_pipeline(engine):
     return run
 
 
+def routed_masked_probes(
+    paths: list[str], images_root: Path, engine, name: str, *, seed: int = 0, counter: dict[str, int] | None = None,
+    progress: Callable[[], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """Each image wearing a rendered mask (seeded by path and ``seed``), embedded as the product embeds a probe
+    (mask state, and for masked faces the engine's extra alignments): (D + 1,) vectors, the last entry 1.0 when the
+    probe was routed as masked. Cached per engine fingerprint."""
+    cache = EmbeddingCache(name, f"masked-probe-routed-s{seed}", pipeline_fingerprint(engine, routed=True))
+    return embed_paths(paths, images_root, probe_pipeline(engine), cache, engine.embedder.dim + 1,
+                       make_masker(seed, counter), progress)
+
+
 def evaluate_masked_methods(
     pairs_file: Path, images_root: Path, engine, name: str, *, seed: int = 0,
     progress: Callable[[str, int], Callable[[], None]] | None = None,
@@ -96,9 +108,7 @@ def evaluate_masked_methods(
     refs = embed_reference_variants(firsts, images_root, engine, name, tick)
     tick = progress(f"{name}: masked probes", len(seconds)) if progress else None
     counter: dict[str, int] = {}
-    probe_cache = EmbeddingCache(name, f"masked-probe-routed-s{seed}", pipeline_fingerprint(engine, routed=True))
-    probes = embed_paths(seconds, images_root, probe_pipeline(engine), probe_cache,
-                         d + 1, make_masker(seed, counter), tick)
+    probes = routed_masked_probes(seconds, images_root, engine, name, seed=seed, counter=counter, progress=tick)
     a = np.stack([plain[p.a] for p in pairs])
     r = np.stack([refs[p.a] for p in pairs])
     b = np.stack([probes[p.b][:d] for p in pairs])
@@ -185,37 +195,27 @@ def method_similarities(engine, probes: np.ndarray, gx: np.ndarray, rx: np.ndarr
     return {m: np.where(ok[:, None], v, np.nan) for m, v in out.items()}
 
 
-def fusion_from_caches(pairs_file: Path, *, seed: int = 0) -> dict:
-    """SFace + dlib score fusion on masked probes, from the two backbones' cached embeddings (no re-embedding).
-
-    Uses the weights shipped in ``data/fusion.json`` (chosen on View-1); the fused cosine of the concatenated,
-    gain-weighted vectors is exactly what ``Engine("fusion")`` computes.
-    """
-    import json
-
-    from ..embed.base import l2_normalise
-    from ..embed.fusion import fusion_gains
-    from ..models import PACKAGE_DATA
-
-    params = json.loads((PACKAGE_DATA / "fusion.json").read_text())
-    g = fusion_gains(params["weights"], params["impostor_std"])
-    pairs = read_pairs(pairs_file)
+def evaluate_fusion_masked(pairs_file: Path, images_root: Path, *, seed: int = 0,
+                           progress: Callable[[str, int], Callable[[], None]] | None = None) -> dict:
+    """``Engine("fusion")`` (SFace + dlib, weights from ``data/fusion.json``) on masked probes, as the product runs
+    it: references unmasked, probes masked, described with their mask state and, when masked, the extra
+    alignments. The fusion has no masked path of its own, so the score is the fused cosine either way."""
     from ..engine import Engine
+    from .pipelines import periface_pipeline
 
-    sface, dlib = Engine("sface"), Engine("dlib")
-    s_plain = EmbeddingCache("periface-sface", "none", pipeline_fingerprint(sface))
-    s_masked = EmbeddingCache("periface-sface", f"masked-probe-routed-s{seed}",
-                              pipeline_fingerprint(sface, routed=True))
-    d_plain = EmbeddingCache("periface-dlib", "none", pipeline_fingerprint(dlib))
-    d_masked = EmbeddingCache("periface-dlib", f"masked-s{seed}", pipeline_fingerprint(dlib))
-
-    def fused(sv: np.ndarray | None, dv: np.ndarray | None) -> np.ndarray:
-        if sv is None or dv is None:
-            return np.full(256, np.nan, np.float32)
-        return l2_normalise(np.concatenate([g[0] * sv[:128], g[1] * dv]))
-
-    a = np.stack([fused(s_plain.get(p.a), d_plain.get(p.a)) for p in pairs])
-    b = np.stack([fused(s_masked.get(p.b), d_masked.get(p.b)) for p in pairs])
+    engine, name = Engine("fusion"), "periface-fusion"
+    pairs = read_pairs(pairs_file)
+    same, folds = pair_labels(pairs)
+    firsts, seconds = sorted({p.a for p in pairs}), sorted({p.b for p in pairs})
+    d = engine.embedder.dim
+    tick = progress(f"{name}: references", len(firsts)) if progress else None
+    plain = embed_paths(firsts, images_root, periface_pipeline(engine),
+                        EmbeddingCache(name, "none", pipeline_fingerprint(engine)), d, None, tick)
+    tick = progress(f"{name}: masked probes", len(seconds)) if progress else None
+    probes = routed_masked_probes(seconds, images_root, engine, name, seed=seed, progress=tick)
+    a = np.stack([plain[p.a] for p in pairs])
+    b = np.stack([probes[p.b][:d] for p in pairs])
     s = np.einsum("ij,ij->i", a, b)
-    return verification_summary(s, *pair_labels(pairs)) | {
-            "pairs_missing_an_embedding": int(np.sum(~np.isfinite(s))), "weights": params["weights"]}
+    return verification_summary(s, same, folds) | {
+        "pairs_missing_an_embedding": int(np.sum(~np.isfinite(s))),
+        "weights": [float(w) for w in engine.embedder.weights]}
