@@ -99,6 +99,11 @@ def main() -> int:
             for r in rows:
                 t.add_row(*r)
             console.print(t)
+    for name, r in doc["verification"].items():
+        for far, a in r.get("impostors_above_shipped_thresholds", {}).items():
+            print(f"{name}: mismatched pairs above the FAR {far} threshold {a['threshold']:.3f}: "
+                  f"{pct(a['masked_probe'])} with the probe masked, {pct(a['unmasked'])} unmasked "
+                  f"(of {r['impostor_pairs']})")
     print(f"wrote {RESULTS / 'lfw_masked.json'}")
     return 0
 

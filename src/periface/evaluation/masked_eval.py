@@ -199,7 +199,9 @@ def evaluate_fusion_masked(pairs_file: Path, images_root: Path, *, seed: int = 0
                            progress: Callable[[str, int], Callable[[], None]] | None = None) -> dict:
     """``Engine("fusion")`` (SFace + dlib, weights from ``data/fusion.json``) on masked probes, as the product runs
     it: references unmasked, probes masked, described with their mask state and, when masked, the extra
-    alignments. The fusion has no masked path of its own, so the score is the fused cosine either way."""
+    alignments. The fusion has no masked path of its own, so the score is the fused cosine either way, judged by
+    thresholds from unmasked impostors: the report gives the share of mismatched pairs above each, with the probe
+    masked and (for comparison) unmasked."""
     from ..engine import Engine
     from .pipelines import periface_pipeline
 
@@ -208,14 +210,22 @@ def evaluate_fusion_masked(pairs_file: Path, images_root: Path, *, seed: int = 0
     same, folds = pair_labels(pairs)
     firsts, seconds = sorted({p.a for p in pairs}), sorted({p.b for p in pairs})
     d = engine.embedder.dim
-    tick = progress(f"{name}: references", len(firsts)) if progress else None
-    plain = embed_paths(firsts, images_root, periface_pipeline(engine),
+    everything = sorted(set(firsts) | set(seconds))
+    tick = progress(f"{name}: unmasked", len(everything)) if progress else None
+    plain = embed_paths(everything, images_root, periface_pipeline(engine),
                         EmbeddingCache(name, "none", pipeline_fingerprint(engine)), d, None, tick)
     tick = progress(f"{name}: masked probes", len(seconds)) if progress else None
     probes = routed_masked_probes(seconds, images_root, engine, name, seed=seed, progress=tick)
     a = np.stack([plain[p.a] for p in pairs])
     b = np.stack([probes[p.b][:d] for p in pairs])
     s = np.einsum("ij,ij->i", a, b)
+    s_unmasked = np.einsum("ij,ij->i", a, np.stack([plain[p.b] for p in pairs]))
+    impostor = ~same & np.isfinite(s) & np.isfinite(s_unmasked)
+    thresholds = {far: engine.calibration.threshold(far) for far in (1e-2, 1e-3, 1e-4)}
+    above = {f"{far:.0e}": {"threshold": thr, "masked_probe": float(np.mean(s[impostor] >= thr)),
+                            "unmasked": float(np.mean(s_unmasked[impostor] >= thr))}
+             for far, thr in thresholds.items()}
     return verification_summary(s, same, folds) | {
         "pairs_missing_an_embedding": int(np.sum(~np.isfinite(s))),
-        "weights": [float(w) for w in engine.embedder.weights]}
+        "weights": [float(w) for w in engine.embedder.weights],
+        "impostor_pairs": int(impostor.sum()), "impostors_above_shipped_thresholds": above}
