@@ -161,6 +161,8 @@ def test_an_unreadable_image_in_a_folder_is_skipped_and_named(moving_face_dir):
     skipped = []
     kept = list(frames(moving_face_dir, on_unreadable=lambda f, why: skipped.append((f, why))))
     assert [f.index for f in kept] == [0, 1, 2, 4, 5, 6, 7]
+    quiet = lambda f, why: None  # noqa: E731
+    assert [f.index for f in frames(moving_face_dir, max_frames=4, on_unreadable=quiet)] == [0, 1, 2, 4]
     assert len(skipped) == 1 and skipped[0][0].endswith("frame_003.jpg") and "not an image" in skipped[0][1]
     with pytest.warns(UserWarning, match="frame_003.jpg: skipped"):
         assert len(list(frames(moving_face_dir))) == 7

@@ -59,7 +59,9 @@ def frames(source: str | Path, *, every: int = 1, max_frames: int | None = None,
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise VideoError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder", source=src)
-        for i, f in enumerate(files[::every][:max_frames]):
+        for i, f in enumerate(files[::every]):
+            if max_frames is not None and emitted >= max_frames:
+                break
             try:
                 rgb = load_image(f)
             except ImageError as e:
