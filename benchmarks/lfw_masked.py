@@ -101,9 +101,9 @@ def main() -> int:
             console.print(t)
     for name, r in doc["verification"].items():
         for far, a in r.get("impostors_above_shipped_thresholds", {}).items():
-            print(f"{name}: mismatched pairs above the FAR {far} threshold {a['threshold']:.3f}: "
-                  f"{pct(a['masked_probe'])} with the probe masked, {pct(a['unmasked'])} unmasked "
-                  f"(of {r['impostor_pairs']})")
+            print(f"{name}: of {r['impostor_pairs']} mismatched pairs at FAR {far}: {pct(a['masked_probe'])} above "
+                  f"{a['masked_threshold']:.3f} with the probe masked, {pct(a['unmasked'])} above {a['threshold']:.3f} "
+                  f"unmasked")
     print(f"wrote {RESULTS / 'lfw_masked.json'}")
     return 0
 

@@ -30,6 +30,7 @@ from periface.evaluation.lfw import pair_images, read_pairs
 from periface.evaluation.masked_eval import routed_masked_probes
 from periface.evaluation.metrics import tar_at_far
 from periface.evaluation.pipelines import EmbeddingCache, embed_paths, periface_pipeline, pipeline_fingerprint
+from periface.masked import PARAMS_FILE
 from periface.match import CALIBRATION_DIR, Calibration
 
 
@@ -55,6 +56,31 @@ def masked_probes_view1(pairs, root) -> tuple[np.ndarray, np.ndarray, list[int]]
                                    root / "images", engine, "periface-fusion")
     fused = np.stack([vectors[p.b][:-1] for p in pairs])
     return fused, engine.embedder.gains, [part.dim for part in engine.embedder.parts]
+
+
+def calibrate_masked_fusion(images: list[str], x: np.ndarray, pairs, probes: np.ndarray) -> None:
+    """The fusion's masked calibration: each View-1 masked probe against every unmasked View-1 image of another
+    person. The fusion has no adapter or masked references (``variants`` 0), so a masked probe's score is the plain
+    fused cosine, judged by these thresholds instead of the unmasked ones (masked probes score higher against
+    strangers)."""
+    people = np.array([p.split("/")[0] for p in images])
+    ok = np.isfinite(x).all(axis=1)
+    seen, impostor = set(), []
+    for pair, probe in zip(pairs, probes):
+        if pair.b in seen or not np.isfinite(probe).all() or not probe.any():
+            continue
+        seen.add(pair.b)
+        impostor.append((x[ok] @ probe)[people[ok] != pair.b.split("/")[0]])
+    source = "LFW View-1 pairsDevTrain.txt: each masked second image against every image of another person"
+    cal = Calibration.from_scores("fusion-masked", np.concatenate(impostor), source)
+    doc = cal.to_json() | {"masked_probes": len(seen), "images": int(ok.sum())}
+    (CALIBRATION_DIR / "fusion-masked.json").write_text(json.dumps(doc, indent=1))
+    params = json.loads(PARAMS_FILE.read_text())
+    params["fusion"] = {"params": {"variants": 0, "weight_masked_refs": 0.0, "adapter": None},
+                        "chosen_on": "no adapter or masked references: a masked probe's fused cosine, judged by "
+                                     "calibration/fusion-masked.json (scripts/calibrate.py --embedder fusion)"}
+    PARAMS_FILE.write_text(json.dumps(params, indent=1) + "\n")
+    print(json.dumps({k: doc[k] for k in ("embedder", "n_impostor", "masked_probes", "shipped")}, indent=1))
 
 
 def impostor_scores(images: list[str], x: np.ndarray) -> np.ndarray:
@@ -106,6 +132,7 @@ def main() -> int:
              "view1_tar_at_far_1e-2_by_w_sface": scanned}, indent=1))
         gains = fusion_gains(weights, std)
         x = l2_normalise(np.concatenate([gains[0] * xs, gains[1] * xd], axis=1))
+        calibrate_masked_fusion(images, x, pairs, reweighted(shipped_probes, shipped_gains, gains, dims))
     else:
         images, x = embed_view1(args.embedder)
     missing = int((~np.isfinite(x).all(axis=1)).sum())

@@ -95,6 +95,31 @@ def test_fusion_vectors_reweight_exactly_masked_faces_included(engine, fixtures)
     assert a.mask[0] != "none"  # the masked face took the three-alignment path
 
 
+def test_fusion_judges_a_masked_probe_by_its_masked_calibration(engine, fixtures, tmp_path, key_env):
+    """The fusion has no masked references; a masked probe's plain fused score is judged by thresholds from masked
+    impostors (masked probes score higher against strangers than unmasked ones do)."""
+    from periface import Consent, Gallery
+    from periface.image import load_image
+    from periface.mask.render import add_mask
+
+    fusion = Engine("fusion", finder=engine.finder)
+    assert fusion.has_masked_path and fusion.masked_params.variants == 0
+    assert fusion.masked_calibration.threshold(1e-3) > fusion.calibration.threshold(1e-3)
+    masked = add_mask(load_image(fixtures / "obama.jpg"), seed=3, coverage="full").image
+    same, other = fusion.verify(masked, fixtures / "obama2.jpg"), fusion.verify(masked, fixtures / "biden.jpg")
+    assert same.mode == other.mode == "masked" and same.same and not other.same
+    assert same.threshold == fusion.masked_calibration.threshold(1e-3)
+    plain = fusion.verify(fixtures / "obama.jpg", fixtures / "obama2.jpg")
+    assert plain.mode == "plain" and plain.threshold == fusion.calibration.threshold(1e-3)
+    g = Gallery(tmp_path / "g", engine=fusion)
+    for name in ("obama", "biden"):
+        g.enroll(name, [fixtures / f"{name}.jpg"], consent=Consent(subject=name, purpose="door access"))
+    assert g.identity("obama").masked_templates == 0  # no renders to enrol
+    top = g.search(masked, k=2, purpose="test")[0]
+    assert top.identity == "obama" and top.masked_probe
+    assert top.far == pytest.approx(float(fusion.masked_calibration.far(top.score)))
+
+
 def test_shipped_calibration_is_monotone():
     for name in ("sface", "sface-robust", "dlib", "fusion", "sface-masked"):
         cal = calibration_for(name)

@@ -98,6 +98,8 @@ class Engine:
 
     def masked_references(self, rgb: np.ndarray, faces: Faces, seed: int = 0) -> np.ndarray:
         """(k, D) embeddings of the first face in ``faces`` re-rendered wearing k masks (k = masked_params.variants)."""
+        if self.masked_params.variants == 0:  # a masked path without masked references (the fusion's)
+            return np.zeros((0, self.embedder.dim), np.float32)
         return masked_reference_embeddings(self.embedder, rgb, faces.boxes[0], faces.landmarks[0],
                                            self.masked_params.variants, seed)
 

@@ -199,9 +199,8 @@ def evaluate_fusion_masked(pairs_file: Path, images_root: Path, *, seed: int = 0
                            progress: Callable[[str, int], Callable[[], None]] | None = None) -> dict:
     """``Engine("fusion")`` (SFace + dlib, weights from ``data/fusion.json``) on masked probes, as the product runs
     it: references unmasked, probes masked, described with their mask state and, when masked, the extra
-    alignments. The fusion has no masked path of its own, so the score is the fused cosine either way, judged by
-    thresholds from unmasked impostors: the report gives the share of mismatched pairs above each, with the probe
-    masked and (for comparison) unmasked."""
+    alignments. The score is the fused cosine either way; a masked probe is judged by the masked calibration. The
+    report gives the share of mismatched pairs above each shipped threshold, probe masked and unmasked."""
     from ..engine import Engine
     from .pipelines import periface_pipeline
 
@@ -221,10 +220,13 @@ def evaluate_fusion_masked(pairs_file: Path, images_root: Path, *, seed: int = 0
     s = np.einsum("ij,ij->i", a, b)
     s_unmasked = np.einsum("ij,ij->i", a, np.stack([plain[p.b] for p in pairs]))
     impostor = ~same & np.isfinite(s) & np.isfinite(s_unmasked)
-    thresholds = {far: engine.calibration.threshold(far) for far in (1e-2, 1e-3, 1e-4)}
-    above = {f"{far:.0e}": {"threshold": thr, "masked_probe": float(np.mean(s[impostor] >= thr)),
-                            "unmasked": float(np.mean(s_unmasked[impostor] >= thr))}
-             for far, thr in thresholds.items()}
+    masked_cal = engine.masked_calibration if engine.has_masked_path else engine.calibration
+    above = {}
+    for far in (1e-2, 1e-3, 1e-4):
+        thr, thr_masked = engine.calibration.threshold(far), masked_cal.threshold(far)
+        above[f"{far:.0e}"] = {"threshold": thr, "masked_threshold": thr_masked,
+                               "masked_probe": float(np.mean(s[impostor] >= thr_masked)),
+                               "unmasked": float(np.mean(s_unmasked[impostor] >= thr))}
     return verification_summary(s, same, folds) | {
         "pairs_missing_an_embedding": int(np.sum(~np.isfinite(s))),
         "weights": [float(w) for w in engine.embedder.weights],

@@ -377,7 +377,7 @@ class Gallery:
         engine = self.engine
         if masked and engine.has_masked_path:
             adapted = self._best_per_identity(engine.adapt(vector)[0], "plain", k)
-            refs = self._best_per_identity(vector, "masked", k)
+            refs = self._best_per_identity(vector, "masked", k) if engine.masked_params.variants else {}
             w = engine.masked_params.weight_masked_refs
             best = {n: float(fuse(s, refs.get(n, float("nan")), w)) for n, s in adapted.items()}
             cal = engine.masked_calibration
