@@ -67,7 +67,7 @@ def calibrate_masked_fusion(images: list[str], x: np.ndarray, pairs, probes: np.
     ok = np.isfinite(x).all(axis=1)
     seen, impostor = set(), []
     for pair, probe in zip(pairs, probes):
-        if pair.b in seen or not np.isfinite(probe).all() or not probe.any():
+        if pair.b in seen or not np.isfinite(probe).all():
             continue
         seen.add(pair.b)
         impostor.append((x[ok] @ probe)[people[ok] != pair.b.split("/")[0]])

@@ -72,7 +72,7 @@ def test_a_gallery_from_before_per_template_versions_opens_and_keeps_its_templat
         db.executescript("""
             CREATE TABLE old AS SELECT id, identity_id, kind, source_sha256, vector, created_at FROM templates;
             DROP TABLE templates; ALTER TABLE old RENAME TO templates;
-            UPDATE meta SET value = 'sface-robust:older-head' WHERE key = 'embedder_fingerprint';""")
+            INSERT OR REPLACE INTO meta(key, value) VALUES ('embedder_fingerprint', 'sface-robust:older-head');""")
     with pytest.warns(UserWarning, match="identities"):
         reopened = Gallery(gallery.path, engine=engine)
         assert reopened.search(SAMPLES / "probe_obama.jpg", k=1)[0].identity == "obama"

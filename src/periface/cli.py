@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import PerifaceError
-from .privacy.audit import terminal_actor
+from .privacy.audit import stated_purpose, terminal_actor
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Masked-face recognition, fever screening, privacy built in.")
 out = Console()
@@ -171,17 +171,15 @@ def search(
     """Rank the gallery's identities for IMAGE: a candidate list for a person to review, not a verdict.
 
     Every search states why it is made; the audit log records the purpose and who ran it."""
-    from .errors import ConsentError, GalleryError
+    from .errors import GalleryError
     from .gallery import Gallery
 
     try:
-        if not purpose or len(purpose.strip()) < 3:
-            raise ConsentError("a search states its purpose (--purpose, at least 3 characters); the audit log keeps it",
-                               source=str(image))
+        purpose = stated_purpose(purpose, "--purpose, which the audit log keeps", source=str(image))
         if not (gallery / "gallery.sqlite").exists():
             raise GalleryError("no periface gallery here", source=str(gallery))
         g = Gallery(gallery)
-        candidates = g.search(image, k=k, purpose=purpose.strip(), crop=crop, actor=terminal_actor())
+        candidates = g.search(image, k=k, purpose=purpose, crop=crop, actor=terminal_actor())
     except PerifaceError as e:
         fail(e, as_json)
     doc = {"probe": str(image), "candidates": [c.to_dict() for c in candidates]}

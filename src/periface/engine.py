@@ -98,8 +98,6 @@ class Engine:
 
     def masked_references(self, rgb: np.ndarray, faces: Faces, seed: int = 0) -> np.ndarray:
         """(k, D) embeddings of the first face in ``faces`` re-rendered wearing k masks (k = masked_params.variants)."""
-        if self.masked_params.variants == 0:  # a masked path without masked references (the fusion's)
-            return np.zeros((0, self.embedder.dim), np.float32)
         return masked_reference_embeddings(self.embedder, rgb, faces.boxes[0], faces.landmarks[0],
                                            self.masked_params.variants, seed)
 
@@ -135,7 +133,7 @@ class Engine:
             return faces
         from .landmarks.facemesh import MeshesOfOneImage, shared_landmarker
 
-        meshes = MeshesOfOneImage(shared_landmarker(), rgb)
+        meshes = MeshesOfOneImage(shared_landmarker(), rgb) if mask else None
         if mask:
             self._describe_mask(rgb, faces, meshes, visibility=visibility)
         if embed:

@@ -57,6 +57,13 @@ class ConsentError(PerifaceError):
     http_status = 403
 
 
+class PurposeRequiredError(ConsentError):
+    """A search or other audited request that does not say why it is made."""
+
+    code = "purpose_required"
+    http_status = 400
+
+
 class ModelError(PerifaceError):
     """A model file is missing or its SHA-256 does not match."""
 

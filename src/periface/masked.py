@@ -49,6 +49,8 @@ def render_masked_variants(rgb: np.ndarray, box: np.ndarray, n: int, seed: int, 
     from .landmarks.facemesh import shared_landmarker
     from .mask.render import random_style, render_mask
 
+    if n == 0:  # a masked path without masked references (the fusion's)
+        return []
     landmarker = landmarker or shared_landmarker()
     mesh = landmarker.landmarks(rgb, box)
     if mesh is None:

@@ -170,14 +170,18 @@ class Gallery:
 
     @property
     def template_fingerprint(self) -> str | None:
-        """The embedder fingerprint of the gallery's first templates (None: enrolled before it was recorded)."""
-        return store.get_meta(self._db, "embedder_fingerprint")
+        """The embedder fingerprint of the gallery's first templates (None: enrolled before it was recorded).
+        Galleries of the fourteenth session kept it in ``meta``; since then each template records its own."""
+        row = self._db.execute("SELECT embedder FROM templates ORDER BY id LIMIT 1").fetchone()
+        return store.get_meta(self._db, "embedder_fingerprint") or (row["embedder"] if row else None)
 
     def outdated_templates(self) -> dict[str, int]:
         """Per identity, how many of its templates another version of the embedder computed than this gallery's
         engine runs: re-enrolling that person restores full accuracy. A template enrolled before versions were
         recorded per template counts by the gallery's first recorded version; one older still is not counted."""
-        current = self.engine.embedder.fingerprint
+        return self._templates_not_from(self.engine.embedder.fingerprint)
+
+    def _templates_not_from(self, current: str) -> dict[str, int]:
         rows = self._db.execute(
             "SELECT i.name, COUNT(*) FROM templates t JOIN identities i ON i.id = t.identity_id "
             "WHERE COALESCE(t.embedder, ?) != ? GROUP BY i.name ORDER BY i.name",
@@ -191,7 +195,7 @@ class Gallery:
         if self._version_checked:
             return
         self._version_checked = True
-        outdated = self.outdated_templates()
+        outdated = self._templates_not_from(self._engine.embedder.fingerprint)
         if outdated:
             names = ", ".join(list(outdated)[:5]) + (", ..." if len(outdated) > 5 else "")
             warnings.warn(f"{self.path}: {len(outdated)} of {len(self)} identities ({names}) hold templates computed "
@@ -283,8 +287,6 @@ class Gallery:
                 raw_images.append(_image_bytes(rgb))
         now = _now()
         with store.transaction(self._db) as db:
-            if db.execute("SELECT COUNT(*) FROM templates").fetchone()[0] == 0:
-                store.set_meta(db, "embedder_fingerprint", engine.embedder.fingerprint)
             row = db.execute("SELECT id, pseudonym FROM identities WHERE name = ?", (identity,)).fetchone()
             if row is None:
                 pseudonym = "p-" + secrets.token_hex(8)

@@ -35,6 +35,17 @@ GENESIS = "0" * 64
 _ANCHOR_SUFFIX = ".head"
 _LOCK_SUFFIX = ".lock"
 
+
+def stated_purpose(purpose: str | None, how: str, source: str | None = None) -> str:
+    """The purpose an audited request states (at least 3 characters), or ``PurposeRequiredError`` saying ``how`` to
+    state it. The service and the command line apply the same rule."""
+    from ..errors import PurposeRequiredError
+
+    if not purpose or len(purpose.strip()) < 3:
+        raise PurposeRequiredError(f"every request states its purpose: {how}", source=source)
+    return purpose.strip()
+
+
 def terminal_actor(tool: str = "cli") -> str:
     """Who is at this terminal, for the log: ``cli:<login name>`` (``cli:unknown`` where the system has none)."""
     import getpass

@@ -20,9 +20,9 @@ from fastapi import UploadFile
 from PIL import Image
 
 from ..config import Settings
-from ..errors import ConsentError, ImageError, ImageTooLargeError, PerifaceError
+from ..errors import ConsentError, ImageError, ImageTooLargeError, PerifaceError, PurposeRequiredError
 from ..image import load_image
-from ..privacy.audit import AuditRecord, AuditReport, sha256_hex
+from ..privacy.audit import AuditRecord, AuditReport, sha256_hex, stated_purpose
 from ..privacy.consent import Consent
 from .auth import PERMISSIONS, AuthError, ForbiddenError, KeyInfo, KeyStore
 from .limits import ServiceSettings, TokenBuckets, UploadTooLargeError
@@ -46,11 +46,6 @@ if TYPE_CHECKING:
 KEYS_FILE = "keys.sqlite"
 
 
-class PurposeRequiredError(ConsentError):
-    code = "purpose_required"
-    http_status = 400
-
-
 class ServiceUnavailableError(PerifaceError):
     code = "not_implemented"
     exit_code = 15
@@ -69,9 +64,7 @@ class Principal:
         return dataclasses.replace(self, purpose=purpose)
 
     def need_purpose(self) -> str:
-        if not self.purpose or len(self.purpose) < 3:
-            raise PurposeRequiredError("every request states its purpose: an X-Purpose header or a purpose field")
-        return self.purpose
+        return stated_purpose(self.purpose, "an X-Purpose header or a purpose field")
 
 
 def _text(value: Any) -> str | None:
