@@ -67,7 +67,7 @@ def main() -> int:
             table.add_row(row, str(r["images"]), str(r["faces"]), f"{100 * r['recall']:.1f}%",
                           *(f"{100 * r['by_size'][k]['recall']:.1f}%" if r["by_size"][k]["recall"] is not None else "-"
                             for k in ("< 32 px", ">= 32 px")),
-                          *(f"{100 * label[k]['recall']:.1f}%" if k in label else "-" for k in ("with_mask", "without_mask")),
+                          *(f"{100 * label[k]['recall']:.1f}%" if k in label else "-" for k in ("correct", "none")),
                           f"{r['detections_off_any_face']} of {r['detections']}",
                           f"{100 * r['blurred_share_of_image']:.1f}%", f"{r['seconds']:.0f}")
         console.print(table)

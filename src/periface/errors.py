@@ -88,6 +88,14 @@ class VideoError(PerifaceError):
     http_status = 422
 
 
+class AnnotationError(PerifaceError):
+    """An annotation file or folder (Pascal-VOC) that cannot be read or does not say what its boxes are."""
+
+    code = "bad_annotation"
+    exit_code = 12
+    http_status = 422
+
+
 class EncryptionKeyError(PerifaceError):
     """The template encryption key is missing or wrong."""
 

@@ -33,14 +33,16 @@ def describe(source: ImageInput) -> str:
     return f"<{type(source).__name__}>"
 
 
-def load_image(source: ImageInput, settings: Settings | None = None, name: str | None = None) -> np.ndarray:
+def load_image(source: ImageInput, settings: Settings | None = None, name: str | None = None, *,
+               exif_orientation: bool = True) -> np.ndarray:
     """Decode ``source`` (a path, encoded bytes or an array) into an RGB uint8 array.
 
     >>> load_image("tests/fixtures/obama.jpg").shape
     (1024, 819, 3)
 
     Raises ``ImageError`` naming the source and the reason: missing, empty, not an image, truncated, or larger
-    than ``settings.max_pixels`` (checked from the header, before any pixel is decoded).
+    than ``settings.max_pixels`` (checked from the header, before any pixel is decoded). ``exif_orientation=False``
+    keeps the stored pixel grid, the one annotation tools usually draw boxes in.
     """
     settings = settings or Settings()
     label = name or describe(source)
@@ -66,10 +68,10 @@ def load_image(source: ImageInput, settings: Settings | None = None, name: str |
             raise ImageTooLargeError(f"{len(data)} bytes, over the {settings.max_bytes}-byte limit", source=label)
     else:
         raise ImageError(f"unsupported input type {type(source).__name__}", source=label)
-    return _decode(data, label, settings)
+    return _decode(data, label, settings, exif_orientation)
 
 
-def _decode(data: bytes, label: str, settings: Settings) -> np.ndarray:
+def _decode(data: bytes, label: str, settings: Settings, exif_orientation: bool = True) -> np.ndarray:
     try:
         img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
@@ -90,7 +92,7 @@ def _decode(data: bytes, label: str, settings: Settings) -> np.ndarray:
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"truncated or corrupt image data ({exc})", source=label) from None
     try:
-        img = ImageOps.exif_transpose(img)
+        img = ImageOps.exif_transpose(img) if exif_orientation else img
     except Exception:  # a broken EXIF block must not lose an otherwise good image
         pass
     return _to_rgb(img, label)

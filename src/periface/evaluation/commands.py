@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -15,6 +15,7 @@ from .report import Bars, pct, write_html, write_json
 
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluation protocols (LFW verification, identification, detection).")
 console = Console()
+errors = Console(stderr=True, soft_wrap=True)
 
 PipelinesOpt = typer.Option("periface-sface,face_recognition", "--pipelines",
                             help="comma-separated: periface-<embedder> (sface, dlib, fusion, ...) and face_recognition")
@@ -126,3 +127,138 @@ def _show(as_json: bool, doc: dict, header: list[str], rows: list[list[str]], ti
     for r in rows:
         table.add_row(*r)
     console.print(table)
+
+
+@eval_app.command("detect")
+def eval_detect(
+    voc: Path = typer.Option(..., "--voc", help="Pascal-VOC folder: annotations/ + images/, Annotations/ + "
+                                                "JPEGImages/, or XML beside the images"),
+    finder: str = typer.Option("crowd", "--finder", help="crowd (scenes, the default) | fast (video) | plain "
+                                                         "(the single-face photo finder)"),
+    label: List[str] = typer.Option([], "--label", help="what a label means, LABEL=STATE with STATE none, correct, "
+                                                        "incorrect, face (state not given) or ignore; repeatable"),
+    reference: bool = typer.Option(True, "--reference/--no-reference",
+                                   help="face_recognition's detector (dlib HOG, upsample 1) in the same run"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="the first N annotation files only"),
+    out: Path = typer.Option(Path("results/eval"), "--out", help="folder for JSON and HTML"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Recall, precision and AP at IoU 0.5 per mask class and face size, and the mask state of each face found;
+    face_recognition in the same run."""
+    from ..cli import fail
+    from ..errors import AnnotationError
+    from .voc import parse_label_overrides, read_voc_folder
+
+    try:
+        overrides = parse_label_overrides(label)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    if finder not in ("crowd", "fast", "plain"):
+        raise typer.BadParameter("--finder must be crowd, fast or plain")
+    try:
+        voc_set = read_voc_folder(voc, overrides, limit)
+    except AnnotationError as e:
+        fail(e, as_json)
+    for file, reason in voc_set.skipped:
+        errors.print(f"[yellow]skipped[/yellow] {file}: {reason}", highlight=False)
+    if voc_set.unknown_labels:
+        errors.print("[yellow]left out, label not known[/yellow] (say what it means with --label NAME=STATE): "
+                     + ", ".join(f"{k} ({v})" for k, v in voc_set.unknown_labels.most_common()), highlight=False)
+    doc = run_detection_eval(voc_set, finder, reference)
+    for file, reason in doc["unreadable_images"]:
+        errors.print(f"[yellow]skipped[/yellow] {file}: {reason}", highlight=False)
+    if doc["images"] == 0:
+        fail(AnnotationError("none of the annotated images could be read", source=str(voc)), as_json)
+    doc["labels"] = dict(voc_set.labels)
+    doc["labels_left_out"] = dict(voc_set.unknown_labels)
+    doc["files_skipped"] = voc_set.skipped
+    stem = f"detect_{Path(voc).resolve().name}_{finder}"
+    write_json(out / f"{stem}.json", doc)
+    tables = detection_tables(doc)
+    write_html(out / f"{stem}.html", f"Detection on {voc}", tables, [])
+    if as_json:
+        sys.stdout.write(json.dumps(doc, default=str) + "\n")
+        return
+    for caption, header, rows in tables:
+        table = Table(*header, title=caption)
+        for r in rows:
+            table.add_row(*r)
+        console.print(table)
+    console.print(f"JSON and HTML in {out}/{stem}.*")
+
+
+def run_detection_eval(voc_set, finder: str, reference: bool) -> dict:
+    from ..detect.crowd import CrowdFinder
+    from ..engine import Engine
+    from .detect_eval import FittingImages, evaluate_scenes, goal_check, unseen_subset
+    from .reference import FaceRecognitionReference
+
+    engine = Engine()
+    finders = {"crowd": CrowdFinder.default, "fast": CrowdFinder.fast, "plain": lambda: engine.finder}
+    with Bars() as bars:
+        doc = evaluate_scenes(voc_set.scenes, finders[finder](),
+                              describe=lambda rgb, faces: engine.describe(rgb, faces, embed=False, visibility=False),
+                              reference=FaceRecognitionReference(upsample=1) if reference else None,
+                              subsets_of=unseen_subset(FittingImages.load()),
+                              progress=bars("images", len(voc_set.scenes)))
+    unseen = doc["subsets"].get("unseen")
+    doc["images_seen_in_fitting"] = doc["images"] - (unseen["detection"]["periface"]["images"] if unseen else 0)
+    if doc["images_seen_in_fitting"] == 0:
+        del doc["subsets"]["unseen"]  # the same images as "all"
+    if doc["images"] == 0:
+        return doc
+    doc = {"dataset": str(voc_set.scenes[0].image.parent.parent), "finder": finder,
+           "protocol": "IoU 0.5, VOC greedy matching by score; bands by the box's shorter side (< 32, 32-96, > 96 px); "
+                       "'unseen': images periface was not fitted on", **doc}
+    for subset in doc["subsets"].values():
+        subset["goal"] = goal_check(subset["detection"]["periface"])
+    seconds = doc["seconds_per_image"]
+    if seconds.get("face_recognition"):
+        doc["time_ratio_to_face_recognition"] = seconds["periface"] / seconds["face_recognition"]
+    return doc
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None or x != x else pct(x)
+
+
+def detection_tables(doc: dict) -> list[tuple[str, list[str], list[list[str]]]]:
+    tables = []
+    bands = [("all", "all faces"), ("small", "< 32 px"), ("medium", "32-96 px"), ("large", "> 96 px"),
+             (">=32", ">= 32 px"), ("masked>=32", "masked >= 32 px")]
+    for name, subset in doc["subsets"].items():
+        det = subset["detection"]
+        methods = list(det)
+        header = ["faces"] + [f"{m} {k}" for m in methods for k in ("recall", "precision", "AP")]
+        rows = []
+        for key, title in bands:
+            row = [f"{title} ({det['periface'][key]['faces']})"]
+            for m in methods:
+                r = det[m][key]
+                false = f", {r['false_boxes']} false" if "false_boxes" in r else ""
+                row += [f"{_pct(r['recall'])} ({r['found']}{false})", _pct(r.get("precision", float("nan"))),
+                        _pct(r.get("ap", float("nan")))]
+            rows.append(row)
+        for state, per in det["periface"]["per_class"].items():
+            if per["all"]["faces"]:
+                row = [f"class {state} ({per['all']['faces']})"]
+                for m in methods:
+                    row += [_pct(det[m]["per_class"][state]["all"]["recall"]), "", ""]
+                rows.append(row)
+        goal = subset["goal"]
+        caption = (f"{'every image' if name == 'all' else 'images periface was not fitted on'}: "
+                   f"{det['periface']['images']} images; goal (masked >= 32 px recall >= 95%, <= 5% false boxes "
+                   f">= 32 px) {'met' if goal['met'] else 'not met'}")
+        tables.append((caption, header, rows))
+        mask = subset["mask_state"]
+        if mask and mask["faces"]:
+            said = ["none", "correct", "incorrect"]
+            rows = [[f"annotated {t} ({sum(c.values())})"] + [str(c[s]) for s in said]
+                    for t, c in mask["confusion"].items()]
+            tables.append((f"mask state of the faces found ({name}): three-way {_pct(mask['three_way_accuracy'])}, "
+                           f"masked vs none {_pct(mask['masked_vs_none_accuracy'])}", ["", *said], rows))
+    seconds = doc["seconds_per_image"]
+    tables.append(("seconds per image", list(seconds) + (["ratio"] if len(seconds) > 1 else []),
+                   [[f"{v:.3f}" for v in seconds.values()]
+                    + ([f"{doc['time_ratio_to_face_recognition']:.2f}x"] if len(seconds) > 1 else [])]))
+    return tables

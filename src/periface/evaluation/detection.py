@@ -27,20 +27,29 @@ def band_of(boxes: np.ndarray) -> np.ndarray:
     return np.where(side < 32, "small", np.where(side <= 96, "medium", "large"))
 
 
-def match(gt: np.ndarray, det: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """(gt_hit (G,) bool, det_tp (D,) bool): greedy VOC matching, best score first."""
-    gt_hit = np.zeros(len(gt), bool)
-    det_tp = np.zeros(len(det), bool)
+def assign(gt: np.ndarray, det: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.5) -> np.ndarray:
+    """(D,) index of the ground-truth box each detection takes, -1 for a false box: greedy VOC matching, best score
+    first, each detection taking the best-overlapping ground truth not yet taken."""
+    taken_by = np.full(len(det), -1, np.int64)
     if len(gt) == 0 or len(det) == 0:
-        return gt_hit, det_tp
+        return taken_by
     iou = iou_matrix(det, gt)
+    taken = np.zeros(len(gt), bool)
     for d in np.argsort(-scores):
-        cand = np.where(gt_hit, -1.0, iou[d])
+        cand = np.where(taken, -1.0, iou[d])
         g = int(np.argmax(cand))
         if cand[g] >= iou_threshold:
-            gt_hit[g] = True
-            det_tp[d] = True
-    return gt_hit, det_tp
+            taken[g] = True
+            taken_by[d] = g
+    return taken_by
+
+
+def match(gt: np.ndarray, det: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """(gt_hit (G,) bool, det_tp (D,) bool): greedy VOC matching, best score first."""
+    taken_by = assign(gt, det, scores, iou_threshold)
+    gt_hit = np.zeros(len(gt), bool)
+    gt_hit[taken_by[taken_by >= 0]] = True
+    return gt_hit, taken_by >= 0
 
 
 def average_precision(scores: np.ndarray, tp: np.ndarray, n_gt: int) -> float:
@@ -71,32 +80,30 @@ class DetectionTally:
     det_state: list[np.ndarray] = field(default_factory=list)  # state of the matched ground truth, "" if false
     det_gt_band: list[np.ndarray] = field(default_factory=list)  # band of the matched ground truth, "" if false
 
-    def add(self, gt: np.ndarray, states: list[str], det: np.ndarray, scores: np.ndarray) -> None:
+    def add(self, gt: np.ndarray, states: list[str], det: np.ndarray, scores: np.ndarray,
+            difficult: np.ndarray | None = None) -> np.ndarray:
+        """Adds one image; returns the (D,) index into ``gt`` of the face each detection found, -1 for a false box.
+        ``difficult`` faces (VOC's flag) count neither as found nor as missed, and a detection of one is left out."""
         gt = np.asarray(gt, np.float32).reshape(-1, 4)
         det = np.asarray(det, np.float32).reshape(-1, 4)
         scores = np.asarray(scores, np.float32).reshape(-1)
-        hit, tp = match(gt, det, scores)
-        # Which ground truth each true detection took, to know its class (for per-class AP).
-        state_of_det = np.full(len(det), "", dtype=object)
-        gt_band_of_det = np.full(len(det), "", dtype=object)
+        taken_by = assign(gt, det, scores)
+        counted = np.ones(len(gt), bool) if difficult is None else ~np.asarray(difficult, bool).reshape(-1)
+        det_counted = np.array([g < 0 or counted[g] for g in taken_by], bool)
+        hit = np.zeros(len(gt), bool)
+        hit[taken_by[taken_by >= 0]] = True
         gt_bands = band_of(gt)
-        if len(gt) and len(det):
-            iou = iou_matrix(det, gt)
-            taken = np.zeros(len(gt), bool)
-            for d in np.argsort(-scores):
-                if tp[d]:
-                    g = int(np.argmax(np.where(taken, -1.0, iou[d])))
-                    taken[g] = True
-                    state_of_det[d] = states[g]
-                    gt_band_of_det[d] = gt_bands[g]
-        self.gt_state.append(np.array(states, dtype=object))
-        self.gt_band.append(gt_bands)
-        self.gt_hit.append(hit)
-        self.det_score.append(scores)
-        self.det_tp.append(tp)
-        self.det_band.append(band_of(det))
-        self.det_state.append(state_of_det)
-        self.det_gt_band.append(gt_band_of_det)
+        mine = taken_by[det_counted]
+        self.gt_state.append(np.array(states, dtype=object)[counted])
+        self.gt_band.append(gt_bands[counted])
+        self.gt_hit.append(hit[counted])
+        self.det_score.append(scores[det_counted])
+        self.det_tp.append(mine >= 0)
+        self.det_band.append(band_of(det[det_counted]))
+        # Which ground truth each true detection took, to know its class and size band.
+        self.det_state.append(np.array([states[g] if g >= 0 else "" for g in mine], dtype=object))
+        self.det_gt_band.append(np.array([gt_bands[g] if g >= 0 else "" for g in mine], dtype=object))
+        return taken_by
 
     def _cat(self, name: str) -> np.ndarray:
         parts = getattr(self, name)

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 
@@ -19,7 +20,7 @@ class Bars:
 
     def __init__(self) -> None:
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), transient=False)
+                                 TimeRemainingColumn(), transient=False, console=Console(stderr=True))
 
     def __enter__(self) -> "Bars":
         self.progress.__enter__()

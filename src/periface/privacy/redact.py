@@ -224,21 +224,6 @@ def coverage(truth: np.ndarray, redacted: np.ndarray, shape: tuple[int, ...]) ->
     return np.asarray(out)
 
 
-def read_voc_boxes(xml_path: str | Path) -> tuple[np.ndarray, list[str]]:
-    """Boxes (N, 4) xyxy and labels from a Pascal-VOC annotation file."""
-    import xml.etree.ElementTree as ET
-
-    root = ET.parse(xml_path).getroot()
-    boxes, labels = [], []
-    for obj in root.iter("object"):
-        bb = obj.find("bndbox")
-        if bb is None:
-            continue
-        boxes.append([float(bb.findtext(k, "0")) for k in ("xmin", "ymin", "xmax", "ymax")])
-        labels.append(obj.findtext("name", ""))
-    return np.asarray(boxes, dtype=np.float64).reshape(-1, 4), labels
-
-
 def redaction_recall(
     scene_dir: str | Path,
     detector: Detector | None = None,
@@ -252,25 +237,22 @@ def redaction_recall(
     """Share of annotated faces whose box is at least ``min_coverage`` inside a redacted region, per label and per
     face size, with what it costs: boxes that overlap no annotated face and the share of the image blurred.
 
-    ``scene_dir`` holds ``images/*.jpg`` and ``annotations/*.xml`` (the layout of ``mask-scenes``); ``select`` keeps
-    the images whose file name it accepts; ``grow_small_faces=False`` applies ``margin`` to every box alike.
+    ``scene_dir`` is a Pascal-VOC folder (``evaluation.voc.read_voc_folder``; ``by_label`` is by mask state);
+    ``select`` keeps the images whose file name it accepts; ``grow_small_faces=False`` applies ``margin`` to every box alike.
     """
-    scene_dir = Path(scene_dir)
+    from ..evaluation.detect_eval import load_scene_image
+    from ..evaluation.voc import read_voc_folder
+
     detector = detector or default_detector
-    xmls = sorted((scene_dir / "annotations").glob("*.xml"), key=lambda p: (len(p.stem), p.stem))
-    if limit is not None:
-        xmls = xmls[:limit]
     hits: dict[str, list[int]] = {}
     by_size: dict[str, list[int]] = {"< 32 px": [], ">= 32 px": []}
     images = detections = stray = 0
     blurred = []
-    for xml in xmls:
-        image = scene_dir / "images" / (xml.stem + ".jpg")
-        if not image.exists() or (select is not None and not select(image.name)):
+    for scene in read_voc_folder(Path(scene_dir), limit=limit).scenes:
+        if select is not None and not select(scene.image.name):
             continue
-        truth, labels = read_voc_boxes(xml)
-        # Annotations are in the stored pixel grid: decode without EXIF rotation to match them.
-        rgb = np.asarray(Image.open(image).convert("RGB"))
+        truth, labels = scene.boxes.astype(np.float64), scene.states
+        rgb = load_scene_image(scene)
         found = np.asarray(detector(rgb), dtype=np.float64).reshape(-1, 4)
         regions = expand_boxes(found, rgb.shape, redaction_margins(found, margin) if grow_small_faces else margin)
         sides = np.minimum(truth[:, 2] - truth[:, 0], truth[:, 3] - truth[:, 1])

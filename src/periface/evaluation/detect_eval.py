@@ -1,0 +1,179 @@
+"""Detection and mask state on a boxed scene set (Pascal-VOC), periface against face_recognition in the same run.
+
+``evaluate_scenes`` runs a face finder and, when given, the face_recognition reference (dlib HOG) over the scenes,
+and tallies recall, precision and AP per size band and mask class (``DetectionTally``), plus the mask state periface
+gives each face it found (three-way accuracy and the confusion matrix against the annotation). Numbers are given for
+every image and for the images no periface model was fitted on (``FittingImages``: by file hash and by a hash of the
+pixels, so a renamed or re-encoded copy of a training photo counts as seen), and a run on a set that contains the
+project's training photos still shows the independent figure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ImageError
+from ..image import load_image
+from ..models import PACKAGE_DATA
+from .detection import DetectionTally
+from .voc import Scene
+
+FITTING_IMAGES = PACKAGE_DATA / "crowd_fitting_images.txt"
+MASK_CLASSES = ("none", "correct", "incorrect")
+GOAL = {"masked>=32 recall": 0.95, "false boxes >=32": 0.05}
+
+
+NEAR_DUPLICATE_BITS = 10  # of 256: re-encoded copies of one photo differ by 0-2 here, different photos by 30+
+
+
+def image_fingerprint(path: Path, rgb: np.ndarray) -> tuple[str, np.ndarray]:
+    """(SHA-256 of the file, 256-bit difference hash of the pixels): the second still matches a copy of a photo
+    that was re-encoded or saved under another name, as public scene sets often hold."""
+    gray = np.asarray(Image.fromarray(rgb).convert("L").resize((17, 16), Image.BILINEAR), np.int16)
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest(), (gray[:, 1:] > gray[:, :-1]).ravel()
+
+
+@dataclass(frozen=True)
+class FittingImages:
+    """The photos the crowd finder (passes, fusion, refiner) and the mask-state CNN were fitted on: the mask-scenes
+    train split, as ``scripts/list_fitting_images.py`` lists them in ``data/crowd_fitting_images.txt``."""
+
+    sha256: frozenset[str]
+    dhash: np.ndarray  # (N, 256) bool
+
+    @classmethod
+    def load(cls, path: Path = FITTING_IMAGES) -> "FittingImages":
+        rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
+        bits = np.array([np.unpackbits(np.frombuffer(bytes.fromhex(r[1]), np.uint8)) for r in rows], bool)
+        return cls(frozenset(r[0] for r in rows), bits.reshape(-1, 256))
+
+    def contains(self, fingerprint: tuple[str, np.ndarray]) -> bool:
+        sha, dhash = fingerprint
+        if sha in self.sha256:
+            return True
+        return bool(len(self.dhash)) and int((self.dhash != dhash).sum(axis=1).min()) <= NEAR_DUPLICATE_BITS
+
+
+def write_fitting_list(scenes: Iterable[Scene], path: Path = FITTING_IMAGES) -> Path:
+    lines = []
+    for s in scenes:
+        sha, dhash = image_fingerprint(s.image, load_scene_image(s))
+        lines.append(f"{sha} {np.packbits(dhash).tobytes().hex()} {s.image.name}\n")
+    path.write_text("".join(lines))
+    return path
+
+
+@dataclass
+class MaskStateTally:
+    """The mask state periface gave each annotated face it found, against the annotation's."""
+
+    truth: list[str] = field(default_factory=list)
+    said: list[str] = field(default_factory=list)
+
+    def add(self, truth: Sequence[str], said: Sequence[str]) -> None:
+        pairs = [(t, s) for t, s in zip(truth, said) if t in MASK_CLASSES]
+        self.truth += [t for t, _ in pairs]
+        self.said += [s for _, s in pairs]
+
+    def summary(self) -> dict[str, Any]:
+        t, s = np.array(self.truth, object), np.array(self.said, object)
+        masked_t, masked_s = t != "none", s != "none"
+        return {
+            "faces": int(len(t)),
+            "three_way_accuracy": float(np.mean(t == s)) if len(t) else None,
+            "masked_vs_none_accuracy": float(np.mean(masked_t == masked_s)) if len(t) else None,
+            "set_labels_incorrect": bool(np.any(t == "incorrect")),
+            "confusion": {truth: {said: int(np.sum((t == truth) & (s == said))) for said in MASK_CLASSES}
+                          for truth in MASK_CLASSES if np.any(t == truth)},
+        }
+
+
+def load_scene_image(scene: Scene) -> np.ndarray:
+    """The image in the pixel grid its boxes were drawn in: the stored grid (what labelImg and most VOC tools show),
+    unless the annotation's size says the EXIF-rotated one."""
+    rgb = load_image(scene.image, exif_orientation=False)
+    if scene.size is not None and scene.size != (rgb.shape[1], rgb.shape[0]):
+        oriented = load_image(scene.image)
+        if scene.size == (oriented.shape[1], oriented.shape[0]):
+            return oriented
+    return rgb
+
+
+def evaluate_scenes(scenes: Sequence[Scene], finder, describe: Callable | None = None, reference=None,
+                    subsets_of: Callable[[Scene, np.ndarray], Sequence[str]] | None = None,
+                    progress: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Run ``finder`` (and ``reference``: face_recognition's HOG) over ``scenes``.
+
+    ``describe(rgb, faces)`` fills each found face's mask state (``Engine.describe``); ``subsets_of(scene, rgb)``
+    names the subsets an image belongs to besides "all" (``unseen_subset``: the images periface was not fitted on).
+    Returns per subset the detection summaries of both methods and periface's mask-state tally, seconds per image,
+    and the images that could not be read."""
+    methods = ["periface"] + (["face_recognition"] if reference is not None else [])
+    tallies: dict[tuple[str, str], DetectionTally] = {}
+    masks: dict[str, MaskStateTally] = {}
+    seconds = dict.fromkeys(methods, 0.0)
+    names: list[str] = ["all"]
+    unreadable, n = [], 0
+    for scene in scenes:
+        try:
+            rgb = load_scene_image(scene)
+        except ImageError as exc:
+            unreadable.append((str(scene.image), exc.reason))
+            continue
+        n += 1
+        subsets = ["all", *(subsets_of(scene, rgb) if subsets_of is not None else ())]
+        names += [s for s in subsets if s not in names]
+        t0 = time.perf_counter()
+        faces = finder.find(rgb)
+        seconds["periface"] += time.perf_counter() - t0
+        found = {"periface": (faces.boxes, faces.scores)}
+        if reference is not None:
+            t0 = time.perf_counter()
+            boxes = reference.boxes(rgb)
+            seconds["face_recognition"] += time.perf_counter() - t0
+            found["face_recognition"] = (boxes, np.ones(len(boxes)))  # HOG has no score: one operating point
+        said = describe(rgb, faces).mask if describe is not None and len(faces) else []
+        for subset in subsets:
+            for method, (boxes, scores) in found.items():
+                tally = tallies.setdefault((method, subset), DetectionTally())
+                taken_by = tally.add(scene.boxes, scene.states, boxes, scores, scene.difficult)
+                if method == "periface" and describe is not None:
+                    hit = [d for d, g in enumerate(taken_by) if g >= 0 and not _difficult(scene, g)]
+                    masks.setdefault(subset, MaskStateTally()).add([scene.states[taken_by[d]] for d in hit],
+                                                                   [said[d] for d in hit])
+        if progress is not None:
+            progress()
+    return {
+        "images": n, "unreadable_images": unreadable,
+        "seconds_per_image": {m: s / max(1, n) for m, s in seconds.items()},
+        "subsets": {name: {"detection": {m: tallies[(m, name)].summary() for m in methods},
+                           "mask_state": masks[name].summary() if name in masks else None}
+                    for name in names if ("periface", name) in tallies},
+    }
+
+
+def unseen_subset(fitting: FittingImages) -> Callable[[Scene, np.ndarray], list[str]]:
+    """``subsets_of`` for ``evaluate_scenes``: "unseen" for an image that is not one periface was fitted on."""
+    return lambda scene, rgb: [] if fitting.contains(image_fingerprint(scene.image, rgb)) else ["unseen"]
+
+
+def _difficult(scene: Scene, g: int) -> bool:
+    return scene.difficult is not None and len(scene.difficult) > g and bool(scene.difficult[g])
+
+
+def goal_check(detection: dict[str, Any]) -> dict[str, Any]:
+    """The crowd issue's goal on one subset's periface summary: masked faces >= 32 px recall >= 95% with <= 5% of
+    boxes >= 32 px false."""
+    masked, big = detection["masked>=32"], detection[">=32"]
+    false_share = big["false_boxes"] / big["detections"] if big["detections"] else None
+    recall_met = masked["recall"] is not None and masked["recall"] >= GOAL["masked>=32 recall"]
+    false_met = false_share is not None and false_share <= GOAL["false boxes >=32"]
+    return {"masked>=32 recall": masked["recall"], "false boxes >=32": false_share,
+            "met": bool(recall_met and false_met), "goal": GOAL}
