@@ -179,12 +179,13 @@ def eval_detect(
     if as_json:
         sys.stdout.write(json.dumps(doc, default=str) + "\n")
         return
+    wide = Console(width=max(console.width, 150))  # two methods side by side
     for caption, header, rows in tables:
         table = Table(*header, title=caption)
         for r in rows:
             table.add_row(*r)
-        console.print(table)
-    console.print(f"JSON and HTML in {out}/{stem}.*")
+        wide.print(table)
+    wide.print(f"JSON and HTML in {out}/{stem}.*")
 
 
 def run_detection_eval(voc_set, finder: str, reference: bool) -> dict:
