@@ -171,14 +171,18 @@ def build_net():
     )
 
 
-def augment(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """96-px contexts -> jittered INPUT_PX crops: scale 1.1-1.4x box, shift, small rotation, flip, colour, blur."""
+BOX_JITTER = 0.05
+
+
+def augment(batch: np.ndarray, rng: np.random.Generator, box_jitter: float = BOX_JITTER) -> np.ndarray:
+    """96-px contexts -> jittered INPUT_PX crops: shift (sd ``box_jitter`` of the box side), scale 1.25x box
+    +- 3 ``box_jitter`` (1.1-1.4x by default), small rotation, flip, colour, blur."""
     out = np.empty((len(batch), INPUT_PX, INPUT_PX, 3), np.uint8)
     c = STORE_PX / 2
     for i, img in enumerate(batch):
-        side = STORE_PX * rng.uniform(1.1, 1.4) / STORE_CONTEXT
+        side = STORE_PX * rng.uniform(1.25 - 3 * box_jitter, 1.25 + 3 * box_jitter) / STORE_CONTEXT
         box_side = STORE_PX / STORE_CONTEXT
-        cx, cy = c + rng.normal(0, 0.05) * box_side, c + rng.normal(0, 0.05) * box_side
+        cx, cy = c + rng.normal(0, box_jitter) * box_side, c + rng.normal(0, box_jitter) * box_side
         m = cv2.getRotationMatrix2D((cx, cy), rng.normal(0, 8), INPUT_PX / side)
         m[:, 2] += INPUT_PX / 2 - np.array([cx, cy])
         crop = cv2.warpAffine(img, m, (INPUT_PX, INPUT_PX), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
@@ -206,7 +210,8 @@ def centre(batch: np.ndarray) -> np.ndarray:
                      for b in batch])
 
 
-def train_member(data: dict[str, np.ndarray], rows: np.ndarray, epochs: int, seed: int):
+def train_member(data: dict[str, np.ndarray], rows: np.ndarray, epochs: int, seed: int,
+                 box_jitter: float = BOX_JITTER):
     """One CNN trained on ``rows`` of ``data`` with ``seed``; returns the torch module in eval mode."""
     import torch
 
@@ -215,7 +220,7 @@ def train_member(data: dict[str, np.ndarray], rows: np.ndarray, epochs: int, see
     rng = np.random.default_rng(seed)
     y = np.array([MASK_STATES.index(s) for s in data["state"]])
     # Scenes are the hardest and most like deployment: drawn twice as often. Classes balanced by weight.
-    weight = np.where(np.isin(data["source"][rows], ["scenes", "scene_detections"]), 2.0, 1.0)
+    weight = np.where(np.char.startswith(data["source"][rows].astype(str), "scene"), 2.0, 1.0)
     counts = np.bincount(y[rows], weights=weight, minlength=3)
     weight = weight / counts[y[rows]]
     weight /= weight.sum()
@@ -229,7 +234,7 @@ def train_member(data: dict[str, np.ndarray], rows: np.ndarray, epochs: int, see
         t0, total = time.time(), 0.0
         for _ in range(steps_per_epoch):
             idx = rows[rng.choice(len(rows), bs, p=weight)]
-            xb = torch.from_numpy(cnn_input(augment(data["x"][idx], rng)))
+            xb = torch.from_numpy(cnn_input(augment(data["x"][idx], rng, box_jitter)))
             loss = loss_fn(net(xb), torch.from_numpy(y[idx]))
             opt.zero_grad()
             loss.backward()
@@ -283,17 +288,17 @@ def validation_rows(data: dict[str, np.ndarray]) -> np.ndarray:
     return (data["split"] == "train") & (h < 0.45)
 
 
-def validate(data: dict[str, np.ndarray], epochs: int, members: int, fit_sources: np.ndarray) -> dict:
+def validate(data: dict[str, np.ndarray], epochs: int, members: int, fit_sources: np.ndarray,
+             box_jitter: float = BOX_JITTER) -> dict:
     """Train ``members`` CNNs on train minus validation; score single / mirrored / ensembles on validation."""
     val = validation_rows(data)
     fit_rows = np.flatnonzero((data["split"] == "train") & ~val & fit_sources)
-    nets = [train_member(data, fit_rows, epochs, seed) for seed in range(members)]
+    nets = [train_member(data, fit_rows, epochs, seed, box_jitter) for seed in range(members)]
     rows = np.flatnonzero(val)
     crops = centre(data["x"][rows])
     y = np.array([MASK_STATES.index(s) for s in data["state"][rows]])
     src = data["source"][rows]
     sc, real = src == "scenes", np.isin(src, ["crops/with_mask", "crops/without_mask"])
-    found = src == "scene_detections"
     report: dict = {"fit_n": len(fit_rows), "validation_n": len(rows), "epochs": epochs}
     for k in range(1, members + 1):
         for mirror in (False, True):
@@ -301,7 +306,8 @@ def validate(data: dict[str, np.ndarray], epochs: int, members: int, fit_sources
             pred = np.array([MASK_STATES.index(s) for s in states_from_probabilities(prob)])
             key = f"members={k} mirror={mirror}"
             report[key] = {"scenes_three_way": float(np.mean(pred[sc] == y[sc])),
-                           "scene_detections_three_way": float(np.mean(pred[found] == y[found])),
+                           **{f"{s}_three_way": float(np.mean(pred[src == s] == y[src == s]))
+                              for s in sorted(set(src)) if s.startswith("scene_")},
                            "real_crops_masked_vs_none": float(np.mean((pred[real] > 0) == (y[real] > 0))),
                            "all_three_way": float(np.mean(pred == y))}
             print(key, report[key], flush=True)
@@ -353,6 +359,7 @@ def main() -> int:
     ap.add_argument("--leave-out", nargs="*", default=["scene_detections"],
                     help="sources not to train on; default scene_detections, which --validate did not show to help "
                          "(docs/crowds.md); give the flag alone to train on every source")
+    ap.add_argument("--box-jitter", type=float, default=BOX_JITTER, help="sd of the training crops' shift, in box sides")
     ap.add_argument("--validation-out", type=Path, default=Path("results/mask_classifier_validation.json"))
     ap.add_argument("--validate", action="store_true",
                     help="train on train minus a validation part; compare ensemble sizes and mirroring there")
@@ -372,14 +379,15 @@ def main() -> int:
     print({s: int((data["source"] == s).sum()) for s in sorted(set(data["source"]))})
     fit_sources = ~np.isin(data["source"], args.leave_out)
     if args.validate:
-        report = validate(data, args.epochs, args.members, fit_sources)
+        report = validate(data, args.epochs, args.members, fit_sources, args.box_jitter)
+        report["box_jitter"] = args.box_jitter
         report["left_out"] = args.leave_out
         args.validation_out.parent.mkdir(parents=True, exist_ok=True)
         args.validation_out.write_text(json.dumps(report, indent=1))
         return 0
     if not args.eval_only:
         rows = np.flatnonzero((data["split"] == "train") & fit_sources)
-        nets = [train_member(data, rows, args.epochs, SEED + k) for k in range(args.members)]
+        nets = [train_member(data, rows, args.epochs, SEED + k, args.box_jitter) for k in range(args.members)]
         export(ensemble(nets, mirror=not args.no_mirror))
     report = evaluate(data)
     Path("results").mkdir(exist_ok=True)

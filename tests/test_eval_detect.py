@@ -177,7 +177,9 @@ def test_eval_detect_command(tmp_path):
     mask = subset["mask_state"]
     assert mask["faces"] == 3 and mask["confusion"]["correct"]["none"] == 1 and mask["confusion"]["none"]["none"] == 2
     assert doc["seconds_per_image"]["periface"] > 0 and doc["time_ratio_to_face_recognition"] > 0
-    assert (out / "detect_set_crowd.json").exists() and (out / "detect_set_crowd.html").exists()
+    curve = subset["curves"]["all"]
+    assert curve["recall"][-1] == 1.0 and np.all(np.diff(curve["recall"]) >= 0) and np.all(np.diff(curve["score"]) <= 0)
+    assert all((out / f"detect_set_crowd{end}").exists() for end in (".json", ".html", "_pr.png"))
 
     text = runner.invoke(app, ["eval", "detect", "--voc", str(root), "--out", str(out), "--no-reference"])
     assert text.exit_code == 0 and "masked >= 32 px" in text.stdout and "face_recognition" not in text.stdout

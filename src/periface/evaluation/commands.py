@@ -15,7 +15,7 @@ from .report import Bars, pct, write_html, write_json
 
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluation protocols (LFW verification, identification, detection).")
 console = Console()
-errors = Console(stderr=True, soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
 
 PipelinesOpt = typer.Option("periface-sface,face_recognition", "--pipelines",
                             help="comma-separated: periface-<embedder> (sface, dlib, fusion, ...) and face_recognition")
@@ -147,6 +147,7 @@ def eval_detect(
     face_recognition in the same run."""
     from ..cli import fail
     from ..errors import AnnotationError
+    from .detect_eval import plot_precision_recall
     from .voc import parse_label_overrides, read_voc_folder
 
     try:
@@ -160,13 +161,13 @@ def eval_detect(
     except AnnotationError as e:
         fail(e, as_json)
     for file, reason in voc_set.skipped:
-        errors.print(f"[yellow]skipped[/yellow] {file}: {reason}", highlight=False)
+        stderr.print(f"[yellow]skipped[/yellow] {file}: {reason}", highlight=False)
     if voc_set.unknown_labels:
-        errors.print("[yellow]left out, label not known[/yellow] (say what it means with --label NAME=STATE): "
+        stderr.print("[yellow]left out, label not known[/yellow] (say what it means with --label NAME=STATE): "
                      + ", ".join(f"{k} ({v})" for k, v in voc_set.unknown_labels.most_common()), highlight=False)
     doc = run_detection_eval(voc_set, finder, reference)
     for file, reason in doc["unreadable_images"]:
-        errors.print(f"[yellow]skipped[/yellow] {file}: {reason}", highlight=False)
+        stderr.print(f"[yellow]skipped[/yellow] {file}: {reason}", highlight=False)
     if doc["images"] == 0:
         fail(AnnotationError("none of the annotated images could be read", source=str(voc)), as_json)
     doc["labels"] = dict(voc_set.labels)
@@ -175,7 +176,8 @@ def eval_detect(
     stem = f"detect_{Path(voc).resolve().name}_{finder}"
     write_json(out / f"{stem}.json", doc)
     tables = detection_tables(doc)
-    write_html(out / f"{stem}.html", f"Detection on {voc}", tables, [])
+    png = plot_precision_recall(doc, out / f"{stem}_pr.png", f"{Path(voc).name}: precision-recall, IoU 0.5")
+    write_html(out / f"{stem}.html", f"Detection on {voc}", tables, [png])
     if as_json:
         sys.stdout.write(json.dumps(doc, default=str) + "\n")
         return

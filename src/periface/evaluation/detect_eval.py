@@ -154,6 +154,8 @@ def evaluate_scenes(scenes: Sequence[Scene], finder, describe: Callable | None =
         "images": n, "unreadable_images": unreadable,
         "seconds_per_image": {m: s / max(1, n) for m, s in seconds.items()},
         "subsets": {name: {"detection": {m: tallies[(m, name)].summary() for m in methods},
+                           "curves": {size: tallies[("periface", name)].precision_recall(size)
+                                      for size in ("all", ">=32")},
                            "mask_state": masks[name].summary() if name in masks else None}
                     for name in names if ("periface", name) in tallies},
     }
@@ -166,6 +168,23 @@ def unseen_subset(fitting: FittingImages) -> Callable[[Scene, np.ndarray], list[
 
 def _difficult(scene: Scene, g: int) -> bool:
     return scene.difficult is not None and len(scene.difficult) > g and bool(scene.difficult[g])
+
+
+def plot_precision_recall(doc: dict[str, Any], png: Path, title: str) -> Path:
+    """periface's precision-recall curves per subset and size, face_recognition's single operating point."""
+    from .report import save_line_plot
+
+    series = []
+    for name, subset in doc["subsets"].items():
+        for size, curve in subset["curves"].items():
+            series.append((curve["recall"], curve["precision"], f"periface, {name}, faces {size}", {}))
+        theirs = subset["detection"].get("face_recognition")
+        if theirs:
+            for size in ("all", ">=32"):
+                series.append(([theirs[size]["recall"]], [theirs[size]["precision"]],
+                               f"face_recognition, {name}, faces {size}", {"marker": "o", "linestyle": "none"}))
+    save_line_plot(png, title, "recall", "precision", series, xlim=(0, 1))
+    return png
 
 
 def goal_check(detection: dict[str, Any]) -> dict[str, Any]:

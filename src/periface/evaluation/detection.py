@@ -105,6 +105,25 @@ class DetectionTally:
         self.det_gt_band.append(np.array([gt_bands[g] if g >= 0 else "" for g in mine], dtype=object))
         return taken_by
 
+    def precision_recall(self, sizes: str = "all", points: int = 200) -> dict[str, list[float]]:
+        """The precision-recall curve over score thresholds, for every face (``sizes="all"``) or faces >= 32 px
+        (``">=32"``), at most ``points`` points: what the operating threshold trades."""
+        gb, gh = self._cat("gt_band"), self._cat("gt_hit").astype(bool)
+        ds, dt = self._cat("det_score"), self._cat("det_tp").astype(bool)
+        if sizes == ">=32":
+            big = ("medium", "large")
+            keep = np.where(dt, np.isin(self._cat("det_gt_band"), big), np.isin(self._cat("det_band"), big))
+            ds, dt, n_gt = ds[keep], dt[keep], int(np.isin(gb, big).sum())
+        else:
+            n_gt = len(gh)
+        order = np.argsort(-ds)
+        tp = np.cumsum(dt[order])
+        recall = tp / max(n_gt, 1)
+        precision = tp / np.arange(1, len(tp) + 1)
+        pick = np.unique(np.linspace(0, len(tp) - 1, min(points, len(tp))).astype(int)) if len(tp) else []
+        return {"recall": recall[pick].round(4).tolist(), "precision": precision[pick].round(4).tolist(),
+                "score": ds[order][pick].round(4).tolist()}
+
     def _cat(self, name: str) -> np.ndarray:
         parts = getattr(self, name)
         return np.concatenate(parts) if parts else np.zeros((0,))
