@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -121,6 +122,32 @@ def test_redact_command(tmp_path: Path) -> None:
     assert (out / "two_people.jpg").exists()
     r = runner.invoke(cli, ["redact", str(FIXTURES / "obama.jpg"), "--out", str(FIXTURES)])
     assert r.exit_code == 2  # refuses to overwrite originals
+
+
+def test_redact_a_folder(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(FIXTURES / "two_people.jpg", photos / "a.jpg")
+    shutil.copy(FIXTURES / "obama_small.jpg", photos / "b.JPG")
+    (photos / "notes.txt").write_text("not an image, not a photo: left alone")
+    (photos / "cut.jpg").write_bytes((FIXTURES / "obama.jpg").read_bytes()[:2000])
+    out = tmp_path / "out"
+    r = runner.invoke(cli, ["redact", str(photos), "--out", str(out), "--json"])
+    assert r.exit_code == 3  # one image could not be read; the others were redacted
+    docs = {Path(d["file"]).name: d for d in json.loads(r.stdout)}
+    assert set(docs) == {"a.jpg", "b.JPG", "cut.jpg"} and docs["cut.jpg"]["error"]["code"] == "bad_image"
+    assert docs["a.jpg"]["faces"] >= 2 and sorted(p.name for p in out.iterdir()) == ["a.jpg", "b.JPG"]
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = runner.invoke(cli, ["redact", str(empty), "--out", str(tmp_path / "out2")])
+    assert r.exit_code == 3 and "no images" in r.output
+
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(FIXTURES / "obama.jpg", other / "a.jpg")
+    r = runner.invoke(cli, ["redact", str(photos), str(other), "--out", str(tmp_path / "out3")])
+    assert r.exit_code == 2 and "share a name" in r.output and not (tmp_path / "out3").exists()
 
 
 def test_gallery_outdated_lists_who_to_re_enrol(gallery: Path) -> None:

@@ -33,6 +33,14 @@ def describe(source: ImageInput) -> str:
     return f"<{type(source).__name__}>"
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def images_in(folder: Path) -> list[Path]:
+    """The image files directly inside ``folder`` (by suffix, any case), sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def load_image(source: ImageInput, settings: Settings | None = None, name: str | None = None, *,
                exif_orientation: bool = True) -> np.ndarray:
     """Decode ``source`` (a path, encoded bytes or an array) into an RGB uint8 array.

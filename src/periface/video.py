@@ -29,9 +29,8 @@ from scipy.optimize import linear_sum_assignment
 from .detect.base import iou_matrix
 from .errors import ImageError, VideoError
 from .faces import MASK_STATES, Faces
-from .image import load_image
+from .image import IMAGE_SUFFIXES, images_in, load_image
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 # ------------------------------------------------------------------------------------------------- decoding
@@ -56,7 +55,7 @@ def frames(source: str | Path, *, every: int = 1, max_frames: int | None = None,
     path = Path(src)
     emitted = 0
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = images_in(path)
         if not files:
             raise VideoError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder", source=src)
         for i, f in enumerate(files[::every]):

@@ -20,6 +20,7 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import AnnotationError
+from ..image import IMAGE_SUFFIXES
 
 # Label names used by public mask-detection sets, normalised (``normalise_label``) -> periface's mask states.
 # "face" means a face whose mask state the set does not say: it counts for detection, not for mask state.
@@ -40,7 +41,6 @@ KNOWN_LABELS: dict[str, str] = {
 }
 STATES = ("none", "correct", "incorrect", "face", "ignore")  # what a label may map to; "ignore": not a face
 VOC_TO_STATE = {k: v for k, v in KNOWN_LABELS.items() if k in ("with_mask", "without_mask", "mask_weared_incorrect")}
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 LAYOUTS = (("annotations", "images"), ("Annotations", "JPEGImages"), ("annotations", "JPEGImages"),
            ("Annotations", "images"), ("labels", "images"))
 

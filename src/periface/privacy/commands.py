@@ -134,23 +134,36 @@ def purge(
 
 
 def redact(
-    images: List[Path] = typer.Argument(..., help="image files"),
+    images: List[Path] = typer.Argument(..., help="image files or folders of images"),
     out_dir: Path = typer.Option(..., "--out", "-o", help="folder for the redacted copies (same names)"),
     method: str = typer.Option("blur", help="blur | pixelate"),
     margin: float = typer.Option(0.25, help="grow each face box by this share of its size on every side (up to 3x for faces under 48 px)"),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Blur or pixelate every face, masked or not, and write copies with no EXIF/GPS/XMP metadata."""
+    """Blur or pixelate every face, masked or not, and write copies with no EXIF/GPS/XMP metadata. A folder stands
+    for the images directly inside it."""
+    from ..image import IMAGE_SUFFIXES, images_in
     from ..privacy.redact import redact_file
 
     if method not in ("blur", "pixelate"):
         err.print("[red]error:[/red] --method must be blur or pixelate")
         raise typer.Exit(2)
-    if any(p.resolve().parent == out_dir.resolve() for p in images):
+    files = []
+    for path in images:
+        if path.is_dir() and not images_in(path):
+            err.print(f"[red]error:[/red] {path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+            raise typer.Exit(3)
+        files += images_in(path) if path.is_dir() else [path]
+    if any(p.resolve().parent == out_dir.resolve() for p in files):
         err.print("[red]error:[/red] --out must not be the folder of the inputs: originals would be overwritten")
         raise typer.Exit(2)
+    same_name = sorted({p.name for p in files if sum(q.name == p.name for q in files) > 1})
+    if same_name:
+        err.print(f"[red]error:[/red] inputs share a name ({', '.join(same_name[:5])}): their copies in --out would "
+                  "overwrite each other; redact them into separate folders")
+        raise typer.Exit(2)
     docs, failed = [], 0
-    for path in images:
+    for path in files:
         try:
             result = redact_file(path, out_dir, method=method, margin=margin)  # type: ignore[arg-type]
             docs.append({"file": str(path), "out": str(result.path), "faces": result.faces})
