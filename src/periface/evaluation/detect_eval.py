@@ -54,6 +54,10 @@ class FittingImages:
         bits = np.array([np.unpackbits(np.frombuffer(bytes.fromhex(r[1]), np.uint8)) for r in rows], bool)
         return cls(frozenset(r[0] for r in rows), bits.reshape(-1, 256))
 
+    def holds_file(self, path: Path) -> bool:
+        """Whether the image file ``path`` is one of these photos (or a copy of one)."""
+        return self.contains(image_fingerprint(path, load_image(path, exif_orientation=False)))
+
     def contains(self, fingerprint: tuple[str, np.ndarray]) -> bool:
         sha, dhash = fingerprint
         if sha in self.sha256:
