@@ -165,7 +165,7 @@ def eval_detect(
     if voc_set.unknown_labels:
         stderr.print("[yellow]left out, label not known[/yellow] (say what it means with --label NAME=STATE): "
                      + ", ".join(f"{k} ({v})" for k, v in voc_set.unknown_labels.most_common()), highlight=False)
-    doc = run_detection_eval(voc_set, finder, reference)
+    doc = run_detection_eval(voc, voc_set, finder, reference)
     for file, reason in doc["unreadable_images"]:
         stderr.print(f"[yellow]skipped[/yellow] {file}: {reason}", highlight=False)
     if doc["images"] == 0:
@@ -190,7 +190,7 @@ def eval_detect(
     wide.print(f"JSON and HTML in {out}/{stem}.*")
 
 
-def run_detection_eval(voc_set, finder: str, reference: bool) -> dict:
+def run_detection_eval(folder: Path, voc_set, finder: str, reference: bool) -> dict:
     from ..detect.crowd import CrowdFinder
     from ..engine import Engine
     from .detect_eval import FittingImages, evaluate_scenes, goal_check, unseen_subset
@@ -210,7 +210,7 @@ def run_detection_eval(voc_set, finder: str, reference: bool) -> dict:
         del doc["subsets"]["unseen"]  # the same images as "all"
     if doc["images"] == 0:
         return doc
-    doc = {"dataset": str(voc_set.scenes[0].image.parent.parent), "finder": finder,
+    doc = {"dataset": str(folder), "finder": finder,
            "protocol": "IoU 0.5, VOC greedy matching by score; bands by the box's shorter side (< 32, 32-96, > 96 px); "
                        "'unseen': images periface was not fitted on", **doc}
     for subset in doc["subsets"].values():

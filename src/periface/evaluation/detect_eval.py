@@ -4,13 +4,12 @@
 and tallies recall, precision and AP per size band and mask class (``DetectionTally``), plus the mask state periface
 gives each face it found (three-way accuracy and the confusion matrix against the annotation). Numbers are given for
 every image and for the images no periface model was fitted on (``FittingImages``: by file hash and by a hash of the
-pixels, so a renamed or re-encoded copy of a training photo counts as seen), and a run on a set that contains the
+pixels, so a renamed or re-encoded copy of a training photo counts as seen): a run on a set that contains the
 project's training photos still shows the independent figure.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,15 +20,13 @@ from PIL import Image
 
 from ..errors import ImageError
 from ..image import load_image
-from ..models import PACKAGE_DATA
+from ..models import PACKAGE_DATA, file_sha256
 from .detection import DetectionTally
 from .voc import Scene
 
 FITTING_IMAGES = PACKAGE_DATA / "crowd_fitting_images.txt"
 MASK_CLASSES = ("none", "correct", "incorrect")
 GOAL = {"masked>=32 recall": 0.95, "false boxes >=32": 0.05}
-
-
 NEAR_DUPLICATE_BITS = 10  # of 256: re-encoded copies of one photo differ by 0-2 here, different photos by 30+
 
 
@@ -37,7 +34,7 @@ def image_fingerprint(path: Path, rgb: np.ndarray) -> tuple[str, np.ndarray]:
     """(SHA-256 of the file, 256-bit difference hash of the pixels): the second still matches a copy of a photo
     that was re-encoded or saved under another name, as public scene sets often hold."""
     gray = np.asarray(Image.fromarray(rgb).convert("L").resize((17, 16), Image.BILINEAR), np.int16)
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest(), (gray[:, 1:] > gray[:, :-1]).ravel()
+    return file_sha256(Path(path)), (gray[:, 1:] > gray[:, :-1]).ravel()
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,6 @@ KNOWN_LABELS: dict[str, str] = {
     "incorrectly_masked": "incorrect",
 }
 STATES = ("none", "correct", "incorrect", "face", "ignore")  # what a label may map to; "ignore": not a face
-VOC_TO_STATE = {k: v for k, v in KNOWN_LABELS.items() if k in ("with_mask", "without_mask", "mask_weared_incorrect")}
 LAYOUTS = (("annotations", "images"), ("Annotations", "JPEGImages"), ("annotations", "JPEGImages"),
            ("Annotations", "images"), ("labels", "images"))
 
