@@ -64,6 +64,12 @@ def crop_state(folder: str, name: str) -> str:
     return "correct"
 
 
+def as_columns(rows: list[tuple[str, str, str, str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """(source, name, split, state, 96-px context) rows -> the cache's column arrays."""
+    return {key: (np.stack if key == "x" else np.array)([r[k] for r in rows])
+            for k, key in enumerate(("source", "name", "split", "state", "x"))}
+
+
 def collect(root: Path) -> dict[str, np.ndarray]:
     from periface.mask.render import add_mask
 
@@ -93,11 +99,7 @@ def collect(root: Path) -> dict[str, np.ndarray]:
             if state != "unknown" and min(box[2] - box[0], box[3] - box[1]) >= 4:
                 add("scenes", f"{scene.image.name}#{k}", split_of(scene.image.name), state, rgb, box)
     print(f"scenes: {len(rows)} samples, {time.time() - t0:.0f} s", flush=True)
-    return {
-        "source": np.array([r[0] for r in rows]), "name": np.array([r[1] for r in rows]),
-        "split": np.array([r[2] for r in rows]), "state": np.array([r[3] for r in rows]),
-        "x": np.stack([r[4] for r in rows]),
-    }
+    return as_columns(rows)
 
 
 def collect_scene_detections(root: Path) -> dict[str, np.ndarray]:
@@ -116,9 +118,7 @@ def collect_scene_detections(root: Path) -> dict[str, np.ndarray]:
             if g >= 0 and scene.states[g] in MASK_STATES:
                 rows.append(("scene_detections", f"{scene.image.name}#{g}", split_of(scene.image.name),
                              scene.states[g], context_crop(rgb, faces.boxes[d], STORE_CONTEXT, STORE_PX)))
-    return {"source": np.array([r[0] for r in rows]), "name": np.array([r[1] for r in rows]),
-            "split": np.array([r[2] for r in rows]), "state": np.array([r[3] for r in rows]),
-            "x": np.stack([r[4] for r in rows])}
+    return as_columns(rows)
 
 
 LFW_FACES = 600  # large, sharp faces, unmasked and rendered, each boxed by both detectors' conventions
@@ -152,9 +152,7 @@ def collect_lfw(root: Path) -> dict[str, np.ndarray]:
             if render is not None:
                 rows.append(("lfw_renders", rel, split, "correct" if coverage == "full" else "incorrect",
                              context_crop(render.image, box, STORE_CONTEXT, STORE_PX)))
-    return {"source": np.array([r[0] for r in rows]), "name": np.array([r[1] for r in rows]),
-            "split": np.array([r[2] for r in rows]), "state": np.array([r[3] for r in rows]),
-            "x": np.stack([r[4] for r in rows])}
+    return as_columns(rows)
 
 
 def build_net():

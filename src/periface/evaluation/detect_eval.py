@@ -19,13 +19,13 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ImageError
+from ..faces import MASK_STATES
 from ..image import load_image
 from ..models import PACKAGE_DATA, file_sha256
 from .detection import DetectionTally
 from .voc import Scene
 
 FITTING_IMAGES = PACKAGE_DATA / "crowd_fitting_images.txt"
-MASK_CLASSES = ("none", "correct", "incorrect")
 GOAL = {"masked>=32 recall": 0.95, "false boxes >=32": 0.05}
 NEAR_DUPLICATE_BITS = 10  # of 256: re-encoded copies of one photo differ by 0-2 here, different photos by 30+
 
@@ -79,7 +79,7 @@ class MaskStateTally:
     said: list[str] = field(default_factory=list)
 
     def add(self, truth: Sequence[str], said: Sequence[str]) -> None:
-        pairs = [(t, s) for t, s in zip(truth, said) if t in MASK_CLASSES]
+        pairs = [(t, s) for t, s in zip(truth, said) if t in MASK_STATES]
         self.truth += [t for t, _ in pairs]
         self.said += [s for _, s in pairs]
 
@@ -91,8 +91,8 @@ class MaskStateTally:
             "three_way_accuracy": float(np.mean(t == s)) if len(t) else None,
             "masked_vs_none_accuracy": float(np.mean(masked_t == masked_s)) if len(t) else None,
             "set_labels_incorrect": bool(np.any(t == "incorrect")),
-            "confusion": {truth: {said: int(np.sum((t == truth) & (s == said))) for said in MASK_CLASSES}
-                          for truth in MASK_CLASSES if np.any(t == truth)},
+            "confusion": {truth: {said: int(np.sum((t == truth) & (s == said))) for said in MASK_STATES}
+                          for truth in MASK_STATES if np.any(t == truth)},
         }
 
 
@@ -141,14 +141,17 @@ def evaluate_scenes(scenes: Sequence[Scene], finder, describe: Callable | None =
             seconds["face_recognition"] += time.perf_counter() - t0
             found["face_recognition"] = (boxes, np.ones(len(boxes)))  # HOG has no score: one operating point
         said = describe(rgb, faces).mask if describe is not None and len(faces) else []
+        graded = None  # (annotated, said) for the faces periface found: the same pairs for every subset
         for subset in subsets:
             for method, (boxes, scores) in found.items():
-                tally = tallies.setdefault((method, subset), DetectionTally())
-                taken_by = tally.add(scene.boxes, scene.states, boxes, scores, scene.difficult)
-                if method == "periface" and describe is not None:
-                    hit = [d for d, g in enumerate(taken_by) if g >= 0 and not _difficult(scene, g)]
-                    masks.setdefault(subset, MaskStateTally()).add([scene.states[taken_by[d]] for d in hit],
-                                                                   [said[d] for d in hit])
+                taken_by = tallies.setdefault((method, subset), DetectionTally()).add(
+                    scene.boxes, scene.states, boxes, scores, scene.difficult)
+                if method == "periface" and describe is not None and graded is None:
+                    difficult = scene.difficult if scene.difficult is not None else np.zeros(len(scene.boxes), bool)
+                    hit = [d for d, g in enumerate(taken_by) if g >= 0 and not difficult[g]]
+                    graded = ([scene.states[taken_by[d]] for d in hit], [said[d] for d in hit])
+            if graded is not None:
+                masks.setdefault(subset, MaskStateTally()).add(*graded)
         if progress is not None:
             progress()
     return {
@@ -165,10 +168,6 @@ def evaluate_scenes(scenes: Sequence[Scene], finder, describe: Callable | None =
 def unseen_subset(fitting: FittingImages) -> Callable[[Scene, np.ndarray], list[str]]:
     """``subsets_of`` for ``evaluate_scenes``: "unseen" for an image that is not one periface was fitted on."""
     return lambda scene, rgb: [] if fitting.contains(image_fingerprint(scene.image, rgb)) else ["unseen"]
-
-
-def _difficult(scene: Scene, g: int) -> bool:
-    return scene.difficult is not None and len(scene.difficult) > g and bool(scene.difficult[g])
 
 
 def plot_precision_recall(doc: dict[str, Any], png: Path, title: str) -> Path:

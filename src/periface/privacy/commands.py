@@ -10,6 +10,8 @@ Thin: parse, call the library, print. ``--json`` prints one JSON document.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import json
 import os
 import sys
@@ -150,14 +152,15 @@ def redact(
         raise typer.Exit(2)
     files = []
     for path in images:
-        if path.is_dir() and not images_in(path):
+        found = images_in(path) if path.is_dir() else [path]
+        if not found:
             err.print(f"[red]error:[/red] {path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
             raise typer.Exit(3)
-        files += images_in(path) if path.is_dir() else [path]
+        files += found
     if any(p.resolve().parent == out_dir.resolve() for p in files):
         err.print("[red]error:[/red] --out must not be the folder of the inputs: originals would be overwritten")
         raise typer.Exit(2)
-    same_name = sorted({p.name for p in files if sum(q.name == p.name for q in files) > 1})
+    same_name = sorted(name for name, count in Counter(p.name for p in files).items() if count > 1)
     if same_name:
         err.print(f"[red]error:[/red] inputs share a name ({', '.join(same_name[:5])}): their copies in --out would "
                   "overwrite each other; redact them into separate folders")
