@@ -93,6 +93,11 @@ def impostor_scores(images: list[str], x: np.ndarray) -> np.ndarray:
     return sims[iu][different]
 
 
+def fused_vectors(gains, xs: np.ndarray, xd: np.ndarray) -> np.ndarray:
+    """The fusion's vectors: each backbone's part scaled by its gain, then unit length."""
+    return l2_normalise(np.concatenate([gains[0] * xs, gains[1] * xd], axis=1))
+
+
 def pair_scores(pairs, index: dict[str, int], x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     s = np.array([float(x[index[p.a]] @ x[index[p.b]]) for p in pairs])
     return s, np.array([p.same for p in pairs])
@@ -114,7 +119,7 @@ def main() -> int:
         best, scanned = (-1.0, 0.5), {}
         for w in np.linspace(0.0, 1.0, 21):
             gains = fusion_gains([w, 1 - w], std)
-            fused = np.nan_to_num(l2_normalise(np.concatenate([gains[0] * xs, gains[1] * xd], axis=1)), nan=0.0)
+            fused = np.nan_to_num(fused_vectors(gains, xs, xd), nan=0.0)
             s, same = pair_scores(pairs, index, fused)
             tar_plain, _ = tar_at_far(s, same, 1e-2)
             probes = np.nan_to_num(reweighted(shipped_probes, shipped_gains, gains, dims))
@@ -131,7 +136,7 @@ def main() -> int:
              "chosen_on": "LFW View-1 pairsDevTrain: mean of TAR at FAR 1e-2 unmasked and with the probe masked",
              "view1_tar_at_far_1e-2_by_w_sface": scanned}, indent=1))
         gains = fusion_gains(weights, std)
-        x = l2_normalise(np.concatenate([gains[0] * xs, gains[1] * xd], axis=1))
+        x = fused_vectors(gains, xs, xd)
         calibrate_masked_fusion(images, x, pairs, reweighted(shipped_probes, shipped_gains, gains, dims))
     else:
         images, x = embed_view1(args.embedder)
