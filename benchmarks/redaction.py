@@ -10,7 +10,8 @@ redacted when at least 80% of its annotated box lies inside a blurred region (de
   every face (the configuration PRIVACY.md reported until then);
 - face_recognition: dlib's HOG detector, upsample 1 (`face_recognition.face_locations`), margin 0.25.
 Reported on the held-out test split (`split_of(name) == "test"`: the crowd detector and the small-face margins were
-chosen on the other 75%) and on all images; also recall by label and size, boxes overlapping no annotated face,
+chosen on the other 75%), on its photos that are not copies of training photos (two are: docs/crowds.md), and on
+all images; also recall by label and size, boxes overlapping no annotated face,
 and the share of each image blurred. Writes ``results/redaction.json``; ratios are periface / face_recognition.
 """
 
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import write_result  # noqa: E402
 
 from periface.evaluation.datasets import require_datasets  # noqa: E402
+from periface.evaluation.detect_eval import FittingImages  # noqa: E402
 from periface.evaluation.reference import FaceRecognitionReference  # noqa: E402
 from periface.evaluation.voc import split_of  # noqa: E402
 from periface.privacy.redact import RecallDetector, redaction_recall  # noqa: E402
@@ -43,7 +45,11 @@ def main() -> int:
         "periface before (no crowd candidates, one margin)": (RecallDetector(crowd_probability=None), False),
         "face_recognition (HOG, upsample 1)": (FaceRecognitionReference().boxes, False),
     }
-    subsets = {"test split": lambda name: split_of(name) == "test", "all images": None}
+    fitting = FittingImages.load()
+    subsets = {"test split": lambda name: split_of(name) == "test",
+               "test split, unseen photos": lambda name: (split_of(name) == "test"
+                                                          and not fitting.holds_file(scenes / "images" / name)),
+               "all images": None}
     doc: dict = {"dataset": "mask-scenes", "min_coverage": 0.8, "margin": 0.25, "results": {}}
     for subset, select in subsets.items():
         for row, (detector, grow) in rows.items():
