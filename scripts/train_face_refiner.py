@@ -35,6 +35,7 @@ import json
 import os
 import sys
 import time
+from typing import Any, NamedTuple
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -259,6 +260,23 @@ def fold_of(name: str) -> int:
     return int.from_bytes(hashlib.sha256(("fold:" + name).encode()).digest()[:4], "little") % FOLDS
 
 
+class Setting(NamedTuple):
+    """One ensemble size and variant, scored out of fold on the train split."""
+
+    rank: tuple[float, float, float]  # masked >= 32, >= 32 and all-face recall at the threshold, rounded
+    members: int
+    mirror: bool
+    iterations: int
+    contained: float
+    fusion: Any
+    threshold: float
+    summary: dict
+
+    @property
+    def costly(self) -> bool:
+        return self.mirror or self.iterations != 1
+
+
 def tally(scenes, rows, thr: float, min_face_px: int, contained: float) -> dict:
     """Train-split detection numbers of what ``CrowdFinder.fuse`` would keep at ``thr`` (refined boxes)."""
     t = DetectionTally()
@@ -315,11 +333,11 @@ def main() -> int:
                   f"contained={contained}: threshold {threshold:.2f}, masked >=32 {key[0]:.3f}, recall >=32 "
                   f"{key[1]:.3f}, all {key[2]:.3f}, precision >=32 {s['>=32']['precision']:.3f}, "
                   f"AP all {s['all'].get('ap', float('nan')):.3f}", flush=True)
-            results.append((key, members, mirror, iterations, contained, fusion, threshold, s))
-    eligible = [r for r in results if args.allow_costly or (not r[2] and r[3] == 1)]
+            results.append(Setting(key, members, mirror, iterations, contained, fusion, threshold, s))
+    eligible = [r for r in results if args.allow_costly or not r.costly]
     best = eligible[0]
     for r in eligible[1:]:
-        if r[0] > best[0]:  # strictly better, else the simpler one stays
+        if r.rank > best.rank:  # strictly better, else the simpler one stays
             best = r
     _, members, mirror, iterations, contained, fusion, threshold, s = best
     print(f"chosen: members={members} mirror={mirror} iterations={iterations} contained={contained}", flush=True)
