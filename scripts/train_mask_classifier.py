@@ -24,6 +24,11 @@ without mirroring there (results/mask_classifier_validation.json); the test spli
 
     OMP_NUM_THREADS=1 python scripts/train_mask_classifier.py     # seeds 0-2; data cached in .cache/mask_cnn_data.npz
     OMP_NUM_THREADS=1 python scripts/train_mask_classifier.py --validate    # the ensemble-size / mirroring choice
+    OMP_NUM_THREADS=1 python scripts/train_mask_classifier.py --cross-validate --workers 2   # out of fold, 4 folds
+
+``--cross-validate`` trains the recipe once per fold of the train split (12 networks, ~15 min on 2 cores; kept in
+.cache/mask_cnn_folds/) and scores every train-split sample with the networks that did not see it: 1,560 scene faces
+instead of the test split's 496, and inference-time views compared pairwise on the same networks.
 """
 
 from __future__ import annotations
@@ -47,7 +52,9 @@ from periface.evaluation.detect_eval import FittingImages  # noqa: E402
 from periface.evaluation.voc import name_hash, read_scenes, split_of  # noqa: E402
 from periface.faces import MASK_STATES  # noqa: E402
 from periface.image import cnn_input, context_crop, load_image  # noqa: E402
-from periface.mask.classify import INPUT_PX, MODEL_FILE, OnnxMaskClassifier, states_from_probabilities  # noqa: E402
+from periface.mask.classify import (  # noqa: E402
+    CONTEXT, INPUT_PX, MODEL_FILE, OnnxMaskClassifier, states_from_probabilities,
+)
 from periface.models import record_sha256  # noqa: E402
 
 DATA_CACHE = Path(".cache/mask_cnn_data.npz")
@@ -198,15 +205,19 @@ def augment(batch: np.ndarray, rng: np.random.Generator, box_jitter: float = BOX
     return out
 
 
-def centre(batch: np.ndarray) -> np.ndarray:
-    """The run-time view of stored contexts (the same crop ``context_crop`` makes from a box)."""
-    from periface.mask.classify import CONTEXT
-
-    side = STORE_PX * CONTEXT / STORE_CONTEXT
-    m = np.array([[INPUT_PX / side, 0, INPUT_PX / 2 - STORE_PX / 2 * INPUT_PX / side],
-                  [0, INPUT_PX / side, INPUT_PX / 2 - STORE_PX / 2 * INPUT_PX / side]], np.float32)
+def view_crops(batch: np.ndarray, context: float, dx: float = 0.0, dy: float = 0.0) -> np.ndarray:
+    """INPUT_PX crops of ``context`` x the box side from stored contexts, the centre moved by (dx, dy) box sides."""
+    side, box_side = STORE_PX * context / STORE_CONTEXT, STORE_PX / STORE_CONTEXT
+    s = INPUT_PX / side
+    cx, cy = STORE_PX / 2 + dx * box_side, STORE_PX / 2 + dy * box_side
+    m = np.array([[s, 0, INPUT_PX / 2 - cx * s], [0, s, INPUT_PX / 2 - cy * s]], np.float32)
     return np.stack([cv2.warpAffine(b, m, (INPUT_PX, INPUT_PX), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
                      for b in batch])
+
+
+def centre(batch: np.ndarray) -> np.ndarray:
+    """The run-time view of stored contexts (the same crop ``context_crop`` makes from a box)."""
+    return view_crops(batch, CONTEXT)
 
 
 SCENE_WEIGHT = 2.0
@@ -283,10 +294,15 @@ def torch_probabilities(model, crops: np.ndarray) -> np.ndarray:
                                for i in range(0, len(crops), 256)])
 
 
+def sample_file(name: str) -> str:
+    """The file name a sample's split is drawn from ("scene_1.png#3" -> "scene_1.png", "lfw/x/x_1.jpg" -> "x_1.jpg")."""
+    return name.split("#")[0].split("/")[-1]
+
+
 def validation_rows(data: dict[str, np.ndarray]) -> np.ndarray:
     """A fixed fifth-or-so of the train split (hash band [0.25, 0.45) of the file name; the test split is [0, 0.25))
     on which the ensemble size and mirroring are chosen, so that the test split judges a choice it did not make."""
-    h = np.array([name_hash(n.split("#")[0].split("/")[-1]) for n in data["name"]])
+    h = np.array([name_hash(sample_file(n)) for n in data["name"]])
     return (data["split"] == "train") & (h < 0.45)
 
 
@@ -313,6 +329,152 @@ def validate(data: dict[str, np.ndarray], epochs: int, members: int, fit_sources
                            "real_crops_masked_vs_none": float(np.mean((pred[real] > 0) == (y[real] > 0))),
                            "all_three_way": float(np.mean(pred == y))}
             print(key, report[key], flush=True)
+    return report
+
+
+FOLDS = 4
+FOLD_CACHE = Path(".cache/mask_cnn_folds")
+# Inference-time views compared by --cross-validate: (context, dx, dy, mirrored) crops whose probabilities are averaged.
+SHIFTS = ((0.0, 0.0), (0.06, 0.0), (-0.06, 0.0), (0.0, 0.06), (0.0, -0.06))
+VIEWS = {
+    "one crop": [(CONTEXT, 0.0, 0.0, False)],
+    "crop + mirror (shipped)": [(CONTEXT, 0.0, 0.0, m) for m in (False, True)],
+    "3 scales": [(c, 0.0, 0.0, False) for c in (CONTEXT - 0.15, CONTEXT, CONTEXT + 0.15)],
+    "3 scales + mirror": [(c, 0.0, 0.0, m) for c in (CONTEXT - 0.15, CONTEXT, CONTEXT + 0.15) for m in (False, True)],
+    "2 scales + mirror": [(c, 0.0, 0.0, m) for c in (CONTEXT - 0.1, CONTEXT + 0.1) for m in (False, True)],
+    "5 shifts": [(CONTEXT, dx, dy, False) for dx, dy in SHIFTS],
+    "5 shifts + mirror": [(CONTEXT, dx, dy, m) for dx, dy in SHIFTS for m in (False, True)],
+}
+SHIPPED_VIEWS = "crop + mirror (shipped)"
+
+
+def fold_of_rows(data: dict[str, np.ndarray]) -> np.ndarray:
+    """Each train-split sample's fold: ``FOLDS`` equal bands of the file-name hash above the test split's [0, 0.25),
+    so that every face of one photo (and a crop and its render) falls in one fold; -1 for the test split."""
+    h = np.array([name_hash(sample_file(n)) for n in data["name"]])
+    band = np.minimum(((h - 0.25) / (0.75 / FOLDS)).astype(int), FOLDS - 1)
+    return np.where(data["split"] == "train", band, -1)
+
+
+def _fold_job(job: tuple) -> dict:
+    data, rows, epochs, seed, box_jitter, scene_weight = job
+    return train_member(data, rows, epochs, seed, box_jitter, scene_weight).state_dict()
+
+
+def fold_cache_key(data: dict[str, np.ndarray], args) -> str:
+    """What a fold network depends on besides its fold and seed: the recipe, the training code and the samples."""
+    import inspect
+
+    recipe = json.dumps([args.epochs, args.box_jitter, args.scene_weight, sorted(args.leave_out), FOLDS, SEED])
+    code = "".join(inspect.getsource(f) for f in (build_net, augment, train_member))
+    return hashlib.sha256((recipe + code + "|".join(data["name"])).encode()).hexdigest()[:12]
+
+
+def fold_networks(data: dict[str, np.ndarray], fold: np.ndarray, fit_sources: np.ndarray, args) -> list[list]:
+    """``args.members`` CNNs per fold, each trained as the shipped ones on the train split minus that fold; kept in
+    ``FOLD_CACHE`` under a key of the recipe, the training code and the samples, so a rerun only evaluates."""
+    import torch
+
+    key = fold_cache_key(data, args)
+    jobs = [(k, SEED + m) for k in range(FOLDS) for m in range(args.members)]
+    path = {job: FOLD_CACHE / f"{key}-fold{job[0]}-seed{job[1]}.pt" for job in jobs}
+    todo = [job for job in jobs if not path[job].exists()]
+    work = [(data, np.flatnonzero((fold >= 0) & (fold != k) & fit_sources), args.epochs, seed, args.box_jitter,
+             args.scene_weight) for k, seed in todo]
+    if args.workers > 1 and len(work) > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(args.workers) as pool:
+            states = pool.map(_fold_job, work)
+    else:
+        states = [_fold_job(w) for w in work]
+    FOLD_CACHE.mkdir(parents=True, exist_ok=True)
+    for job, state in zip(todo, states):
+        torch.save(state, path[job])
+    nets = []
+    for k in range(FOLDS):
+        members = []
+        for m in range(args.members):
+            net = build_net()
+            net.load_state_dict(torch.load(path[k, SEED + m]))
+            members.append(net.eval())
+        nets.append(members)
+    return nets
+
+
+def out_of_fold_probabilities(data: dict[str, np.ndarray], fold: np.ndarray, nets: list[list]) -> dict[str, np.ndarray]:
+    """Per view in ``VIEWS``: every train-split sample's probabilities from the members of the fold it is in."""
+    import torch
+
+    probs = {v: np.full((len(fold), 3), np.nan) for v in VIEWS}
+    for k, members in enumerate(nets):
+        rows = np.flatnonzero(fold == k)
+        crops = {}
+        for v, views in VIEWS.items():
+            total = np.zeros((len(rows), 3))
+            for context, dx, dy, mirrored in views:
+                if (context, dx, dy) not in crops:
+                    crops[context, dx, dy] = view_crops(data["x"][rows], context, dx, dy)
+                batch = crops[context, dx, dy]
+                batch = np.ascontiguousarray(batch[:, :, ::-1]) if mirrored else batch
+                with torch.no_grad():
+                    for net in members:
+                        total += np.concatenate([torch.softmax(net(torch.from_numpy(cnn_input(batch[i:i + 512]))), 1)
+                                                 .numpy() for i in range(0, len(batch), 512)])
+            probs[v][rows] = total / (len(views) * len(members))
+    return probs
+
+
+def cross_validate(data: dict[str, np.ndarray], fit_sources: np.ndarray, args) -> dict:
+    """Out of fold on every train-split sample: what the shipped recipe reaches on photos it did not see, with far
+    less noise than the 496 held-out scene faces, and which inference-time views help (paired with the shipped)."""
+    from sklearn.metrics import confusion_matrix
+
+    fold = fold_of_rows(data)
+    nets = fold_networks(data, fold, fit_sources, args)
+    probs = out_of_fold_probabilities(data, fold, nets)
+    y = np.array([MASK_STATES.index(s) for s in data["state"]])
+    pred = {v: np.array([MASK_STATES.index(s) for s in states_from_probabilities(np.nan_to_num(p))])
+            for v, p in probs.items()}
+    src = data["source"]
+    real = np.isin(src, ["crops/with_mask", "crops/without_mask"])
+
+    def right(v: str, rows: np.ndarray) -> np.ndarray:
+        # Real crops are judged two-way: their "with_mask" label does not say how the mask is worn.
+        p, t = pred[v][rows], y[rows]
+        return np.where(real[rows], (p > 0) == (t > 0), p == t)
+
+    groups = {s: np.flatnonzero((fold >= 0) & (src == s)) for s in sorted(set(src[fold >= 0]))}
+    report: dict = {"folds": FOLDS, "members": args.members, "epochs": args.epochs, "left_out": args.leave_out,
+                    "fit_n": [int(((fold >= 0) & (fold != k) & fit_sources).sum()) for k in range(FOLDS)],
+                    "accuracy": {}, "paired_with_shipped_views": {}}
+    for s, rows in groups.items():
+        report["accuracy"][s] = {"n": len(rows), **{v: float(right(v, rows).mean()) for v in VIEWS}}
+        base = right(SHIPPED_VIEWS, rows)
+        report["paired_with_shipped_views"][s] = {
+            v: {"right_only_here": int((right(v, rows) & ~base).sum()), "right_only_shipped": int((~right(v, rows) & base).sum())}
+            for v in VIEWS if v != SHIPPED_VIEWS}
+    scene_rows = groups["scenes"]
+    report["scenes_confusion"] = {"rows_truth_cols_pred": list(MASK_STATES),
+                                  "matrix": confusion_matrix(y[scene_rows], pred[SHIPPED_VIEWS][scene_rows],
+                                                             labels=[0, 1, 2]).tolist()}
+    # By face size: the shorter side of the annotated box.
+    boxes = {s.image.name: s.boxes for s in read_scenes(require_datasets() / "mask-scenes")}
+    side = np.array([min(np.diff(boxes[img][int(k)].reshape(2, 2), axis=0)[0])
+                     for img, k in (n.split("#") for n in data["name"][scene_rows])])
+    report["scenes_by_size"] = {}
+    for low, high in ((0, 16), (16, 24), (24, 32), (32, 64), (64, None)):
+        sel = (side >= low) & (side < (high or np.inf))
+        report["scenes_by_size"][f"{low}-{high or ''} px"] = {
+            "n": int(sel.sum()), "accuracy": float(right(SHIPPED_VIEWS, scene_rows[sel]).mean())}
+    # The same faces judged at the annotated box and at the box the (shipped) crowd finder put on them.
+    if "scene_detections" in groups:
+        found = groups["scene_detections"]
+        at_box = dict(zip(data["name"][scene_rows], right(SHIPPED_VIEWS, scene_rows)))
+        both = [i for i, n in enumerate(data["name"][found]) if n in at_box]
+        report["found_faces"] = {"n": len(both),
+                                 "at_annotated_box": float(np.mean([at_box[n] for n in data["name"][found][both]])),
+                                 "at_found_box": float(right(SHIPPED_VIEWS, found[both]).mean())}
     return report
 
 
@@ -372,6 +534,10 @@ def main() -> int:
     ap.add_argument("--validation-out", type=Path, default=Path("results/mask_classifier_validation.json"))
     ap.add_argument("--validate", action="store_true",
                     help="train on train minus a validation part; compare ensemble sizes and mirroring there")
+    ap.add_argument("--cross-validate", action="store_true",
+                    help=f"train the recipe {FOLDS} times, each without one fold of the train split; score every "
+                         "train-split sample out of fold and compare inference-time views (results/mask_classifier_cv.json)")
+    ap.add_argument("--workers", type=int, default=1, help="with --cross-validate: networks trained side by side")
     args = ap.parse_args()
     root = require_datasets()
     if DATA_CACHE.exists():
@@ -393,6 +559,12 @@ def main() -> int:
         report["left_out"] = args.leave_out
         args.validation_out.parent.mkdir(parents=True, exist_ok=True)
         args.validation_out.write_text(json.dumps(report, indent=1))
+        return 0
+    if args.cross_validate:
+        report = cross_validate(data, fit_sources, args)
+        Path("results").mkdir(exist_ok=True)
+        Path("results/mask_classifier_cv.json").write_text(json.dumps(report, indent=1))
+        print(json.dumps({k: report[k] for k in ("accuracy", "scenes_by_size", "found_faces") if k in report}, indent=1))
         return 0
     if not args.eval_only:
         rows = np.flatnonzero((data["split"] == "train") & fit_sources)

@@ -140,3 +140,44 @@ def test_unmasked_faces_boxed_by_the_crowd_finder_are_none(clf, fixtures):
         rgb = load_image(fixtures / name)
         labels, _ = clf.classify(rgb, finder.find(rgb))
         assert labels == ["none"], name
+
+
+def training_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "train_mask_classifier.py"
+    spec = importlib.util.spec_from_file_location("train_mask_classifier", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_training_views_are_the_run_time_crop(fixtures):
+    """The training script judges every choice on crops cut from stored 1.6x contexts; the centre view must be
+    the crop the product cuts from the image, else validation scores a different input than users get."""
+    script = training_script()
+    rgb = load_image(fixtures / "obama.jpg")
+    for box in ([10, 10, 40, 44], [140, 90, 300, 270], [300, 200, 620, 600]):  # a small face to one larger than both crops
+        box = np.array(box, np.float32)
+        stored = context_crop(rgb, box, script.STORE_CONTEXT, script.STORE_PX)
+        run_time = context_crop(rgb, box, CONTEXT, INPUT_PX).astype(np.float32)
+        view = np.abs(script.centre(stored[None])[0] - run_time).mean()
+        shifted = np.abs(script.view_crops(stored[None], CONTEXT, dx=0.1)[0] - run_time).mean()
+        # resampled twice, so not equal: a few grey levels, far less than a shift of a tenth of the box
+        assert view < 8 and view < 0.25 * shifted
+
+
+def test_cross_validation_folds_keep_a_photo_together():
+    script = training_script()
+    names = np.array([f"scene_{i}.png#{k}" for i in range(300) for k in range(3)] + ["lfw/A_B/A_B_0001.jpg"])
+    data = {"name": names, "split": np.array(["test" if script.name_hash(script.sample_file(n)) < 0.25 else "train"
+                                              for n in names])}
+    fold = script.fold_of_rows(data)
+    assert ((fold == -1) == (data["split"] == "test")).all()
+    per_photo = {}
+    for n, f in zip(names, fold):
+        per_photo.setdefault(script.sample_file(n), set()).add(int(f))
+    assert all(len(f) == 1 for f in per_photo.values())
+    counts = np.bincount(fold[fold >= 0], minlength=script.FOLDS)
+    assert len(counts) == script.FOLDS and counts.min() > 0.5 * counts.mean()
