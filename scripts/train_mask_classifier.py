@@ -356,9 +356,12 @@ def fold_of_rows(data: dict[str, np.ndarray]) -> np.ndarray:
     return np.where(data["split"] == "train", band, -1)
 
 
+_SHARED: dict = {}  # the samples, set before the workers fork so that they are not pickled into every job
+
+
 def _fold_job(job: tuple) -> dict:
-    data, rows, epochs, seed, box_jitter, scene_weight = job
-    return train_member(data, rows, epochs, seed, box_jitter, scene_weight).state_dict()
+    rows, epochs, seed, box_jitter, scene_weight = job
+    return train_member(_SHARED["data"], rows, epochs, seed, box_jitter, scene_weight).state_dict()
 
 
 def fold_cache_key(data: dict[str, np.ndarray], args) -> str:
@@ -379,8 +382,9 @@ def fold_networks(data: dict[str, np.ndarray], fold: np.ndarray, fit_sources: np
     jobs = [(k, SEED + m) for k in range(FOLDS) for m in range(args.members)]
     path = {job: FOLD_CACHE / f"{key}-fold{job[0]}-seed{job[1]}.pt" for job in jobs}
     todo = [job for job in jobs if not path[job].exists()]
-    work = [(data, np.flatnonzero((fold >= 0) & (fold != k) & fit_sources), args.epochs, seed, args.box_jitter,
+    work = [(np.flatnonzero((fold >= 0) & (fold != k) & fit_sources), args.epochs, seed, args.box_jitter,
              args.scene_weight) for k, seed in todo]
+    _SHARED["data"] = data
     if args.workers > 1 and len(work) > 1:
         import multiprocessing
 
