@@ -147,11 +147,14 @@ def hand_rule(p: np.ndarray, skin: np.ndarray) -> np.ndarray:
 
 def cues(root: Path, limit: int | None, split: str, reference: "LandmarkColourReference | None") -> dict[str, np.ndarray]:
     classifier, mesh, fitting = OnnxMaskClassifier.load(), FaceMeshLandmarker(), FittingImages.load()
+    copied: dict[Path, bool] = {}  # per scene photo, not per face
     rows: dict[str, list] = {"source": [], "truth": [], "p": [], "skin": [], "reference": [], "copied": []}
     for source, rgb, faces, truth, path in samples(root, limit, split):
         rows["source"].append(source)
         # Two held-out scene photos are copies of training photos (docs/crowds.md): reported apart.
-        rows["copied"].append(source.startswith("scenes/") and fitting.holds_file(path))
+        if source.startswith("scenes/") and path not in copied:
+            copied[path] = fitting.holds_file(path)
+        rows["copied"].append(copied.get(path, False))
         rows["truth"].append(truth)
         rows["p"].append(classifier.probabilities(rgb, faces)[0])
         rows["skin"].append(skin_likeness(rgb, faces, mesh)[0])
