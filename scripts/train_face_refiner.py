@@ -35,12 +35,13 @@ import json
 import os
 import sys
 import time
-from typing import Any, NamedTuple
 from pathlib import Path
+from typing import Any, NamedTuple
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
+from _parallel import run_jobs  # noqa: E402
 
 from periface.detect.base import iou_matrix  # noqa: E402
 from periface.detect.crowd import CALIBRATION_FILE, CrowdFinder, Fusion, candidate_features, cluster, select_faces  # noqa: E402
@@ -239,15 +240,6 @@ def cached_jobs(fn, jobs: list, workers: int, key: str) -> list:
         path(job).parent.mkdir(parents=True, exist_ok=True)
         torch.save(state, path(job))
     return [trained[job] if job in trained else torch.load(path(job)) for job in jobs]
-
-
-def run_jobs(fn, jobs: list, workers: int) -> list:
-    if workers > 1:
-        import multiprocessing
-
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            return pool.map(fn, jobs)
-    return [fn(job) for job in jobs]
 
 
 def load_net(state: dict):

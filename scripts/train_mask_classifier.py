@@ -45,6 +45,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+from _parallel import run_jobs  # noqa: E402
 
 from periface.detect import FaceFinder  # noqa: E402
 from periface.evaluation.datasets import require_datasets  # noqa: E402
@@ -372,12 +373,7 @@ def _train_job(job: tuple) -> dict:
 def train_jobs(data: dict[str, np.ndarray], jobs: list[tuple], workers: int) -> list[dict]:
     """The state of one CNN per (rows, epochs, seed, box_jitter, scene_weight) job, ``workers`` side by side."""
     _SHARED["data"] = data
-    if workers > 1 and len(jobs) > 1:
-        import multiprocessing
-
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            return pool.map(_train_job, jobs)
-    return [_train_job(job) for job in jobs]
+    return run_jobs(_train_job, jobs, workers)
 
 
 def load_member(state: dict):

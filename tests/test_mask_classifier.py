@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -146,7 +147,10 @@ def training_script():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "train_mask_classifier.py"
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    if str(scripts) not in sys.path:
+        sys.path.insert(0, str(scripts))  # as when the script runs: its helpers sit beside it
+    path = scripts / "train_mask_classifier.py"
     spec = importlib.util.spec_from_file_location("train_mask_classifier", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
