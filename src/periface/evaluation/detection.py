@@ -52,15 +52,18 @@ def match(gt: np.ndarray, det: np.ndarray, scores: np.ndarray, iou_threshold: fl
     return gt_hit, taken_by >= 0
 
 
+def ranked_curve(scores: np.ndarray, tp: np.ndarray, n_gt: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Detections ordered by score (highest first), and recall and precision after each of them."""
+    order = np.argsort(-scores)
+    ctp = np.cumsum(tp[order].astype(np.float64))
+    return order, ctp / max(n_gt, 1), ctp / np.arange(1, len(ctp) + 1)
+
+
 def average_precision(scores: np.ndarray, tp: np.ndarray, n_gt: int) -> float:
     """Area under the interpolated precision-recall curve (all points, as VOC 2010+)."""
     if n_gt == 0:
         return float("nan")
-    order = np.argsort(-scores)
-    tp = tp[order].astype(np.float64)
-    ctp, cfp = np.cumsum(tp), np.cumsum(1 - tp)
-    recall = ctp / n_gt
-    precision = ctp / np.maximum(ctp + cfp, 1e-12)
+    _, recall, precision = ranked_curve(scores, tp, n_gt)
     r = np.concatenate([[0.0], recall, [recall[-1] if len(recall) else 0.0]])
     p = np.concatenate([[1.0], precision, [0.0]])
     p = np.maximum.accumulate(p[::-1])[::-1]
@@ -108,21 +111,21 @@ class DetectionTally:
     def precision_recall(self, sizes: str = "all", points: int = 200) -> dict[str, list[float]]:
         """The precision-recall curve over score thresholds, for every face (``sizes="all"``) or faces >= 32 px
         (``">=32"``), at most ``points`` points: what the operating threshold trades."""
-        gb, gh = self._cat("gt_band"), self._cat("gt_hit").astype(bool)
-        ds, dt = self._cat("det_score"), self._cat("det_tp").astype(bool)
+        gb, ds, dt = self._cat("gt_band"), self._cat("det_score"), self._cat("det_tp").astype(bool)
         if sizes == ">=32":
-            big = ("medium", "large")
-            keep = np.where(dt, np.isin(self._cat("det_gt_band"), big), np.isin(self._cat("det_band"), big))
-            ds, dt, n_gt = ds[keep], dt[keep], int(np.isin(gb, big).sum())
+            keep = self._in_band({"medium", "large"})
+            ds, dt, n_gt = ds[keep], dt[keep], int((gb != "small").sum())
         else:
-            n_gt = len(gh)
-        order = np.argsort(-ds)
-        tp = np.cumsum(dt[order])
-        recall = tp / max(n_gt, 1)
-        precision = tp / np.arange(1, len(tp) + 1)
-        pick = np.unique(np.linspace(0, len(tp) - 1, min(points, len(tp))).astype(int)) if len(tp) else []
+            n_gt = len(gb)
+        order, recall, precision = ranked_curve(ds, dt, n_gt)
+        pick = np.unique(np.linspace(0, len(ds) - 1, min(points, len(ds))).astype(int)) if len(ds) else []
         return {"recall": recall[pick].round(4).tolist(), "precision": precision[pick].round(4).tolist(),
                 "score": ds[order][pick].round(4).tolist()}
+
+    def _in_band(self, bands: set[str]) -> np.ndarray:
+        """Per detection: true detections of faces in ``bands`` and false boxes whose own size is in ``bands``."""
+        dt = self._cat("det_tp").astype(bool)
+        return np.where(dt, np.isin(self._cat("det_gt_band"), list(bands)), np.isin(self._cat("det_band"), list(bands)))
 
     def _cat(self, name: str) -> np.ndarray:
         parts = getattr(self, name)
@@ -130,13 +133,7 @@ class DetectionTally:
 
     def summary(self) -> dict[str, Any]:
         gs, gb, gh = self._cat("gt_state"), self._cat("gt_band"), self._cat("gt_hit").astype(bool)
-        ds, dt, db = self._cat("det_score"), self._cat("det_tp").astype(bool), self._cat("det_band")
-        dgb = self._cat("det_gt_band")
-
-        def in_band(bands: set[str]) -> np.ndarray:
-            """True detections of faces in ``bands`` and false boxes whose own size is in ``bands``."""
-            return np.where(dt, np.isin(dgb, list(bands)), np.isin(db, list(bands)))
-
+        ds, dt = self._cat("det_score"), self._cat("det_tp").astype(bool)
         out: dict[str, Any] = {"images": len(self.gt_hit), "faces": int(len(gs)), "detections": int(len(ds))}
 
         def row(gsel: np.ndarray, dsel: np.ndarray | None) -> dict[str, Any]:
@@ -153,8 +150,8 @@ class DetectionTally:
         every_det = np.ones(len(ds), bool)
         out["all"] = row(np.ones(len(gs), bool), every_det)
         for band in BANDS:
-            out[band] = row(gb == band, in_band({band}))
-        out[">=32"] = row(gb != "small", in_band({"medium", "large"}))
+            out[band] = row(gb == band, self._in_band({band}))
+        out[">=32"] = row(gb != "small", self._in_band({"medium", "large"}))
         masked = np.isin(gs, ["correct", "incorrect"])
         out["masked>=32"] = row(masked & (gb != "small"), None)
         out["masked>=32"]["precision_of_boxes>=32"] = out[">=32"]["precision"]

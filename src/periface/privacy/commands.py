@@ -10,11 +10,10 @@ Thin: parse, call the library, print. ``--json`` prints one JSON document.
 
 from __future__ import annotations
 
-from collections import Counter
-
 import json
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, List, Optional
 
