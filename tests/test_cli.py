@@ -50,8 +50,11 @@ def test_enroll_search_remove_roundtrip(tmp_path, key_env):
     searches = Gallery(g).audit.records(action="search")
     assert len(searches) == 1  # the refused search left no record and returned no candidates
     assert searches[0].purpose == "door check" and searches[0].actor.startswith("cli:")
+    r = run("remove", "--gallery", g, "--id", "obama", "--purpose", "  ", "--json")
+    assert r.exit_code == 7 and "purpose" in r.stderr and any(i.identity == "obama" for i in Gallery(g).identities())
     r = run("remove", "--gallery", g, "--id", "obama", "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)["erased_templates"] >= 1
+    assert Gallery(g).audit.records(action="erase")[-1].purpose == "erasure request"  # said, as the service says it
     r = run("remove", "--gallery", g, "--id", "obama")
     assert r.exit_code != 0 and "obama" in r.stderr
 

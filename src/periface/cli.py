@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import PerifaceError
-from .privacy.audit import stated_purpose, terminal_actor
+from .privacy.audit import ERASURE_PURPOSE, stated_purpose, terminal_actor
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Masked-face recognition, fever screening, privacy built in.")
 out = Console()
@@ -199,7 +199,8 @@ def search(
 def remove(
     gallery: Path = typer.Option(..., "--gallery"),
     identity: str = typer.Option(..., "--id"),
-    purpose: Optional[str] = typer.Option(None, "--purpose", help="why (e.g. 'erasure request 2026-11-28')"),
+    purpose: str = typer.Option(ERASURE_PURPOSE, "--purpose", help="why, for the audit log (e.g. 'erasure request "
+                                "2026-11-28, ticket 41')"),
     as_json: bool = JsonOpt,
 ) -> None:
     """Erase a person: templates, masked variants, consent rows, stored images and index entries."""
@@ -209,7 +210,8 @@ def remove(
     try:
         if not (gallery / "gallery.sqlite").exists():
             raise GalleryError("no periface gallery here", source=str(gallery))
-        n = Gallery(gallery).remove(identity, actor=terminal_actor(), role="admin", purpose=purpose)
+        n = Gallery(gallery).remove(identity, actor=terminal_actor(), role="admin",
+                                    purpose=stated_purpose(purpose, "--purpose", source=identity))
     except PerifaceError as e:
         fail(e, as_json)
     emit(as_json, {"identity": identity, "erased_templates": n}, lambda: out.print(f"erased {identity}: {n} template(s)"))

@@ -36,6 +36,9 @@ _ANCHOR_SUFFIX = ".head"
 _LOCK_SUFFIX = ".lock"
 
 
+ERASURE_PURPOSE = "erasure request"  # what an erasure states when its caller gives no more detail
+
+
 def stated_purpose(purpose: str | None, how: str, source: str | None = None) -> str:
     """The purpose an audited request states (at least 3 characters), or ``PurposeRequiredError`` saying ``how`` to
     state it. The service and the command line apply the same rule."""

@@ -22,7 +22,7 @@ from PIL import Image
 from ..config import Settings
 from ..errors import ConsentError, ImageError, ImageTooLargeError, PerifaceError, PurposeRequiredError
 from ..image import load_image
-from ..privacy.audit import AuditRecord, AuditReport, sha256_hex, stated_purpose
+from ..privacy.audit import ERASURE_PURPOSE, AuditRecord, AuditReport, sha256_hex, stated_purpose
 from ..privacy.consent import Consent
 from .auth import PERMISSIONS, AuthError, ForbiddenError, KeyInfo, KeyStore
 from .limits import ServiceSettings, TokenBuckets, UploadTooLargeError
@@ -275,7 +275,7 @@ class Service:
         )
 
     def erase(self, p: Principal, name: str) -> ErasureOut:
-        purpose = p.with_purpose(p.purpose or "erasure request").need_purpose()
+        purpose = p.with_purpose(p.purpose or ERASURE_PURPOSE).need_purpose()
         with self.gallery_lock:
             self.gallery.remove(name, actor=p.key.id, role=p.key.role, purpose=purpose)
         last = self.audit.records(action="erase", limit=1)
