@@ -111,6 +111,7 @@ def test_remove_erases_every_trace(gallery):
     with pytest.raises(UnknownIdentityError):
         gallery.remove("obama")
     assert gallery.audit.verify().ok
+    assert gallery.audit.records(action="erase")[-1].purpose == "erasure request"  # an erasure always says why
 
 
 def test_bad_image_leaves_gallery_unchanged(gallery, tmp_path):

@@ -22,7 +22,7 @@ from ..errors import ConsentError, EncryptionKeyError, GalleryError, ImageError,
 from ..image import ImageInput, describe
 from ..masked import fuse
 from ..match import Candidate
-from ..privacy.audit import AuditLog
+from ..privacy.audit import ERASURE_PURPOSE, AuditLog
 from ..privacy.consent import Consent
 from ..privacy.crypto import TemplateCipher, load_or_create_key
 from ..privacy.retention import RetentionPolicy
@@ -461,7 +461,7 @@ class Gallery:
     # --- erase -------------------------------------------------------------------------------------------------
 
     def remove(self, identity: str, *, actor: str | None = None, role: str | None = None,
-               purpose: str | None = None, action: str = "erase") -> int:
+               purpose: str = ERASURE_PURPOSE, action: str = "erase") -> int:
         """Erase every trace of ``identity``: templates, masked variants, consent rows, stored images, index entries.
 
         SQLite's secure_delete zeroes the freed pages and VACUUM rewrites the file, so nothing lingers in free
