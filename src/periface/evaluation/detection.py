@@ -20,6 +20,7 @@ import numpy as np
 from ..detect.base import iou_matrix
 
 BANDS = {"small": (0, 32), "medium": (32, 96), "large": (96, 1e9)}
+LARGER_BANDS = ["medium", "large"]  # faces >= 32 px: the band the detection goal is set on
 
 
 def band_of(boxes: np.ndarray) -> np.ndarray:
@@ -113,8 +114,8 @@ class DetectionTally:
         (``">=32"``), at most ``points`` points: what the operating threshold trades."""
         gb, ds, dt = self._cat("gt_band"), self._cat("det_score"), self._cat("det_tp").astype(bool)
         if sizes == ">=32":
-            keep = self._in_band({"medium", "large"})
-            ds, dt, n_gt = ds[keep], dt[keep], int((gb != "small").sum())
+            keep = np.isin(self._detection_bands(), LARGER_BANDS)
+            ds, dt, n_gt = ds[keep], dt[keep], int(np.isin(gb, LARGER_BANDS).sum())
         else:
             n_gt = len(gb)
         order, recall, precision = ranked_curve(ds, dt, n_gt)
@@ -122,10 +123,9 @@ class DetectionTally:
         return {"recall": recall[pick].round(4).tolist(), "precision": precision[pick].round(4).tolist(),
                 "score": ds[order][pick].round(4).tolist()}
 
-    def _in_band(self, bands: set[str]) -> np.ndarray:
-        """Per detection: true detections of faces in ``bands`` and false boxes whose own size is in ``bands``."""
-        dt = self._cat("det_tp").astype(bool)
-        return np.where(dt, np.isin(self._cat("det_gt_band"), list(bands)), np.isin(self._cat("det_band"), list(bands)))
+    def _detection_bands(self) -> np.ndarray:
+        """Per detection, the size band it counts in: its face's band when true, its own box's band when false."""
+        return np.where(self._cat("det_tp").astype(bool), self._cat("det_gt_band"), self._cat("det_band"))
 
     def _cat(self, name: str) -> np.ndarray:
         parts = getattr(self, name)
@@ -133,7 +133,7 @@ class DetectionTally:
 
     def summary(self) -> dict[str, Any]:
         gs, gb, gh = self._cat("gt_state"), self._cat("gt_band"), self._cat("gt_hit").astype(bool)
-        ds, dt = self._cat("det_score"), self._cat("det_tp").astype(bool)
+        ds, dt, db = self._cat("det_score"), self._cat("det_tp").astype(bool), self._detection_bands()
         out: dict[str, Any] = {"images": len(self.gt_hit), "faces": int(len(gs)), "detections": int(len(ds))}
 
         def row(gsel: np.ndarray, dsel: np.ndarray | None) -> dict[str, Any]:
@@ -150,10 +150,10 @@ class DetectionTally:
         every_det = np.ones(len(ds), bool)
         out["all"] = row(np.ones(len(gs), bool), every_det)
         for band in BANDS:
-            out[band] = row(gb == band, self._in_band({band}))
-        out[">=32"] = row(gb != "small", self._in_band({"medium", "large"}))
+            out[band] = row(gb == band, np.isin(db, [band]))
+        out[">=32"] = row(np.isin(gb, LARGER_BANDS), np.isin(db, LARGER_BANDS))
         masked = np.isin(gs, ["correct", "incorrect"])
-        out["masked>=32"] = row(masked & (gb != "small"), None)
+        out["masked>=32"] = row(masked & np.isin(gb, LARGER_BANDS), None)
         out["masked>=32"]["precision_of_boxes>=32"] = out[">=32"]["precision"]
         out["per_class"] = {}
         for state in ("correct", "incorrect", "none"):
