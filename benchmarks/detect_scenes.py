@@ -229,7 +229,7 @@ def ceiling(root: Path) -> dict:
     other one, per split; face_recognition's HOG boxes as the reference row. Shipped passes keep their fitted box
     offsets, the others get theirs fitted on the train split as ``--fit`` would."""
     from periface.detect.base import iou_matrix
-    from periface.evaluation.detection import band_of
+    from periface.evaluation.detection import LARGER_BANDS, band_of
     from periface.evaluation.reference import FaceRecognitionReference
 
     scenes = read_scenes(root / "mask-scenes")
@@ -243,7 +243,7 @@ def ceiling(root: Path) -> dict:
     faces_split = []
     for i, s in enumerate(scenes):
         gt = np.asarray(s.boxes, np.float32).reshape(-1, 4)
-        sel = np.flatnonzero((band_of(gt) != "small") & np.array([st != "none" for st in s.states], bool))
+        sel = np.flatnonzero(np.isin(band_of(gt), LARGER_BANDS) & np.array([st != "none" for st in s.states], bool))
         if len(sel) == 0:
             continue
         faces_split += [split_of(s.image.name)] * len(sel)

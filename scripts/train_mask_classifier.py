@@ -257,7 +257,7 @@ def train_member(data: dict[str, np.ndarray], rows: np.ndarray, epochs: int, see
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss)
+            total += loss.item()
         print(f"seed {seed} epoch {epoch + 1}/{epochs}: loss {total / steps_per_epoch:.3f}, {time.time() - t0:.0f} s",
               flush=True)
     return net.eval()
