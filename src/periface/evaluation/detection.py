@@ -150,7 +150,7 @@ class DetectionTally:
         every_det = np.ones(len(ds), bool)
         out["all"] = row(np.ones(len(gs), bool), every_det)
         for band in BANDS:
-            out[band] = row(gb == band, np.isin(db, [band]))
+            out[band] = row(gb == band, db == band)
         out[">=32"] = row(np.isin(gb, LARGER_BANDS), np.isin(db, LARGER_BANDS))
         masked = np.isin(gs, ["correct", "incorrect"])
         out["masked>=32"] = row(masked & np.isin(gb, LARGER_BANDS), None)
