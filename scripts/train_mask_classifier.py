@@ -27,8 +27,15 @@ without mirroring there (results/mask_classifier_validation.json); the test spli
     OMP_NUM_THREADS=1 python scripts/train_mask_classifier.py --cross-validate --workers 2   # out of fold, 4 folds
 
 ``--cross-validate`` trains the recipe once per fold of the train split (12 networks, ~65 min on 2 cores at 45
-epochs; kept in .cache/mask_cnn_folds/) and scores every train-split sample with the networks that did not see it:
-1,560 scene faces instead of the test split's 496, and inference-time views compared pairwise on the same networks.
+epochs and width 1) and scores every train-split sample with the networks that did not see it: 1,560 scene faces
+instead of the test split's 496, and inference-time views compared pairwise on the same networks (``--views
+shipped`` scores only the shipped one). Every trained network is kept in .cache/mask_cnn_nets/ under a key of the
+recipe, the training code and the samples, so a rerun only evaluates.
+
+On a GPU machine (no datasets there): ``--pack`` writes the trainable samples as JPEGs (``PACK_QUALITY``, ~35 MB),
+``scripts/train_mask_classifier_gpu.sh PACK "WIDTH EPOCHS MEMBERS"...`` trains recipes side by side there from the
+pack alone (``--train-only --device cuda``), and with the networks brought back the usual commands plus ``--data
+PACK`` evaluate and export here. The CPU path is the same commands with ``--data PACK`` and without ``--device``.
 """
 
 from __future__ import annotations
@@ -67,6 +74,7 @@ MEMBERS = 3  # chosen with --validate: 3 members + mirror had the best overall v
 # since the nineteenth: scene faces tied (1,478 of 1,560 both), the faces the crowd finder found, at its own box,
 # 94.2% -> 95.3%, real crops 98.2% -> 98.5%.
 EPOCHS = 45
+WIDTH = 1.0
 
 
 def crop_state(folder: str, name: str) -> str:
@@ -168,18 +176,20 @@ def collect_lfw(root: Path) -> dict[str, np.ndarray]:
     return as_columns(rows)
 
 
-def build_net():
+def build_net(width: float = 1.0):
+    """``width`` scales every layer's channels (1: 16/32/64/96, ~100k parameters)."""
     import torch.nn as nn
 
     def block(cin, cout):
         return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
+    c1, c2, c3, c4 = (round(c * width) for c in (16, 32, 64, 96))
     return nn.Sequential(
-        *block(3, 16), nn.MaxPool2d(2),  # 32
-        *block(16, 32), nn.MaxPool2d(2),  # 16
-        *block(32, 64), nn.MaxPool2d(2),  # 8
-        *block(64, 96), nn.MaxPool2d(2),  # 4: keep the layout (where the mask edge sits), no global pooling
-        nn.Flatten(), nn.Dropout(0.3), nn.Linear(96 * 16, 3),
+        *block(3, c1), nn.MaxPool2d(2),  # 32
+        *block(c1, c2), nn.MaxPool2d(2),  # 16
+        *block(c2, c3), nn.MaxPool2d(2),  # 8
+        *block(c3, c4), nn.MaxPool2d(2),  # 4: keep the layout (where the mask edge sits), no global pooling
+        nn.Flatten(), nn.Dropout(0.3), nn.Linear(c4 * 16, 3),
     )
 
 
@@ -230,8 +240,11 @@ SCENE_WEIGHT = 2.0
 
 
 def train_member(data: dict[str, np.ndarray], rows: np.ndarray, epochs: int, seed: int,
-                 box_jitter: float = BOX_JITTER, scene_weight: float = SCENE_WEIGHT):
-    """One CNN trained on ``rows`` of ``data`` with ``seed``; returns the torch module in eval mode."""
+                 box_jitter: float = BOX_JITTER, scene_weight: float = SCENE_WEIGHT, width: float = 1.0,
+                 device: str = "cpu"):
+    """One CNN trained on ``rows`` of ``data`` with ``seed``; returns the torch module in eval mode, on the CPU.
+    ``device`` only says where the network's arithmetic runs ("cuda" on a GPU machine); the crops are drawn and
+    augmented on the CPU either way, with the same random stream."""
     import torch
 
     torch.manual_seed(seed)
@@ -243,26 +256,26 @@ def train_member(data: dict[str, np.ndarray], rows: np.ndarray, epochs: int, see
     counts = np.bincount(y[rows], weights=weight, minlength=3)
     weight = weight / counts[y[rows]]
     weight /= weight.sum()
-    net = build_net()
+    net = build_net(width).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-3)
     steps_per_epoch, bs = len(rows) // 64, 64
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=epochs * steps_per_epoch)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.05)
     for epoch in range(epochs):
         net.train()
-        t0, total = time.time(), 0.0
+        t0, total = time.time(), torch.zeros(())
         for _ in range(steps_per_epoch):
             idx = rows[rng.choice(len(rows), bs, p=weight)]
-            xb = torch.from_numpy(cnn_input(augment(data["x"][idx], rng, box_jitter)))
-            loss = loss_fn(net(xb), torch.from_numpy(y[idx]))
+            xb = torch.from_numpy(cnn_input(augment(data["x"][idx], rng, box_jitter))).to(device)
+            loss = loss_fn(net(xb), torch.from_numpy(y[idx]).to(device))
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
-            total += loss.item()
-        print(f"seed {seed} epoch {epoch + 1}/{epochs}: loss {total / steps_per_epoch:.3f}, {time.time() - t0:.0f} s",
+            total = total.to(device) + loss.detach()  # summed where it is computed: no GPU wait per step
+        print(f"seed {seed} epoch {epoch + 1}/{epochs}: loss {float(total) / steps_per_epoch:.3f}, {time.time() - t0:.0f} s",
               flush=True)
-    return net.eval()
+    return net.cpu().eval()
 
 
 def ensemble(nets: list, mirror: bool):
@@ -313,11 +326,11 @@ def validation_rows(data: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def validate(data: dict[str, np.ndarray], epochs: int, members: int, fit_sources: np.ndarray,
-             box_jitter: float = BOX_JITTER, scene_weight: float = SCENE_WEIGHT) -> dict:
+             box_jitter: float = BOX_JITTER, scene_weight: float = SCENE_WEIGHT, width: float = 1.0) -> dict:
     """Train ``members`` CNNs on train minus validation; score single / mirrored / ensembles on validation."""
     val = validation_rows(data)
     fit_rows = np.flatnonzero((data["split"] == "train") & ~val & fit_sources)
-    nets = [train_member(data, fit_rows, epochs, seed, box_jitter, scene_weight) for seed in range(members)]
+    nets = [train_member(data, fit_rows, epochs, seed, box_jitter, scene_weight, width) for seed in range(members)]
     rows = np.flatnonzero(val)
     crops = centre(data["x"][rows])
     y = np.array([MASK_STATES.index(s) for s in data["state"][rows]])
@@ -339,7 +352,7 @@ def validate(data: dict[str, np.ndarray], epochs: int, members: int, fit_sources
 
 
 FOLDS = 4
-FOLD_CACHE = Path(".cache/mask_cnn_folds")
+NET_CACHE = Path(".cache/mask_cnn_nets")
 # Inference-time views compared by --cross-validate: the crops (context, dx, dy) whose probabilities are averaged, and
 # whether each is averaged with its mirror image as well.
 SCALES3, SCALES2 = [(CONTEXT + d, 0.0, 0.0) for d in (-0.15, 0.0, 0.15)], [(CONTEXT + d, 0.0, 0.0) for d in (-0.1, 0.1)]
@@ -367,53 +380,113 @@ def fold_of_rows(data: dict[str, np.ndarray]) -> np.ndarray:
 _SHARED: dict = {}  # the samples, set before the workers fork so that they are not pickled into every job
 
 
-def _train_job(job: tuple) -> dict:
-    rows, epochs, seed, box_jitter, scene_weight = job
-    return train_member(_SHARED["data"], rows, epochs, seed, box_jitter, scene_weight).state_dict()
+def _train_job(job: tuple) -> None:
+    """Trains one network and saves it at once, so that a run stopped part way keeps what it finished."""
+    import torch
+
+    path, rows, epochs, seed, box_jitter, scene_weight, width, device = job
+    state = train_member(_SHARED["data"], rows, epochs, seed, box_jitter, scene_weight, width, device).state_dict()
+    torch.save(state, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").rename(path)
 
 
-def train_jobs(data: dict[str, np.ndarray], jobs: list[tuple], workers: int) -> list[dict]:
-    """The state of one CNN per (rows, epochs, seed, box_jitter, scene_weight) job, ``workers`` side by side."""
-    _SHARED["data"] = data
-    return run_jobs(_train_job, jobs, workers)
-
-
-def load_member(state: dict):
-    net = build_net()
+def load_member(state: dict, width: float):
+    net = build_net(width)
     net.load_state_dict(state)
     return net.eval()
 
 
-def fold_cache_key(data: dict[str, np.ndarray], args) -> str:
-    """What a fold network depends on besides its fold and seed: the recipe, the training code and the samples."""
+def net_cache_key(data: dict[str, np.ndarray], fit_sources: np.ndarray, args) -> str:
+    """What a trained network depends on besides its fold and seed: the recipe, the training code and the samples
+    it may be trained on (the train split's, of the sources not left out; and the JPEG pack's digest when it trains
+    from one, ``--data``)."""
     import inspect
 
-    recipe = json.dumps([args.epochs, args.box_jitter, args.scene_weight, sorted(args.leave_out), FOLDS, SEED])
+    recipe = json.dumps([args.epochs, args.box_jitter, args.scene_weight, sorted(args.leave_out), FOLDS, SEED,
+                         args.width])
     code = "".join(inspect.getsource(f) for f in (build_net, augment, train_member))
-    return hashlib.sha256((recipe + code + "|".join(data["name"])).encode()).hexdigest()[:12]
+    samples = "|".join(data["name"][(data["split"] == "train") & fit_sources])
+    pack = hashlib.sha256(args.data.read_bytes()).hexdigest() if args.data else ""
+    return hashlib.sha256((recipe + code + samples + pack).encode()).hexdigest()[:12]
 
 
-def fold_networks(data: dict[str, np.ndarray], fold: np.ndarray, fit_sources: np.ndarray, args) -> list[list]:
-    """``args.members`` CNNs per fold, each trained as the shipped ones on the train split minus that fold; kept in
-    ``FOLD_CACHE`` under a key of the recipe, the training code and the samples, so a rerun only evaluates."""
+def trained_networks(data: dict[str, np.ndarray], fit_sources: np.ndarray, jobs: list[tuple[int | None, int]],
+                     args) -> list:
+    """The CNN of each (fold, seed) job: trained on the train split minus ``fold`` (``None``: the whole train split,
+    as shipped). Kept in ``NET_CACHE`` under ``net_cache_key``, so a rerun only evaluates and a GPU machine's
+    networks (``--train-only --device cuda``, docs/crowds.md) are picked up here; what is missing is trained,
+    ``args.workers`` side by side."""
     import torch
 
-    key = fold_cache_key(data, args)
-    jobs = [(k, SEED + m) for k in range(FOLDS) for m in range(args.members)]
-    path = {job: FOLD_CACHE / f"{key}-fold{job[0]}-seed{job[1]}.pt" for job in jobs}
+    key = net_cache_key(data, fit_sources, args)
+    fold = fold_of_rows(data)
+    path = {job: NET_CACHE / (f"{key}-final-seed{job[1]}.pt" if job[0] is None else f"{key}-fold{job[0]}-seed{job[1]}.pt")
+            for job in jobs}
     todo = [job for job in jobs if not path[job].exists()]
-    states = train_jobs(data, [(np.flatnonzero((fold >= 0) & (fold != k) & fit_sources), args.epochs, seed,
-                                args.box_jitter, args.scene_weight) for k, seed in todo], args.workers)
-    FOLD_CACHE.mkdir(parents=True, exist_ok=True)
-    for job, state in zip(todo, states):
-        torch.save(state, path[job])
-    return [[load_member(torch.load(path[k, SEED + m])) for m in range(args.members)] for k in range(FOLDS)]
+    _SHARED["data"] = data
+    NET_CACHE.mkdir(parents=True, exist_ok=True)
+    run_jobs(_train_job, [(path[k, seed], np.flatnonzero((fold >= 0) & (fold != k) & fit_sources) if k is not None
+                           else np.flatnonzero((fold >= 0) & fit_sources),
+                           args.epochs, seed, args.box_jitter, args.scene_weight, args.width, args.device)
+                          for k, seed in todo], args.workers)
+    return [load_member(torch.load(path[job]), args.width) for job in jobs]
 
 
-def out_of_fold_probabilities(data: dict[str, np.ndarray], fold: np.ndarray, nets: list[list]) -> dict[str, np.ndarray]:
-    """Per view in ``VIEWS``: every train-split sample's probabilities from its fold's members, through the same
+def fold_jobs(members: int) -> list[tuple[int | None, int]]:
+    return [(k, SEED + m) for k in range(FOLDS) for m in range(members)]
+
+
+def final_jobs(members: int) -> list[tuple[int | None, int]]:
+    return [(None, SEED + m) for m in range(members)]
+
+
+def fold_networks(data: dict[str, np.ndarray], fit_sources: np.ndarray, args) -> list[list]:
+    """``args.members`` CNNs per fold, each trained as the shipped ones on the train split minus that fold."""
+    nets = trained_networks(data, fit_sources, fold_jobs(args.members), args)
+    return [nets[k * args.members:(k + 1) * args.members] for k in range(FOLDS)]
+
+
+PACK_QUALITY = 90  # mean error 2.7 grey levels; 95 made the pack too large to travel with the repository
+
+
+def write_pack(data: dict[str, np.ndarray], fit_sources: np.ndarray, path: Path) -> None:
+    """The samples training may use (train split, sources not left out), each context as a JPEG (quality
+    ``PACK_QUALITY``): a tenth of the cache's size, small enough to travel to a GPU machine (64 MiB a call with the
+    repository), where ``--data`` trains from it."""
+    rows = np.flatnonzero((data["split"] == "train") & fit_sources)
+    params = [cv2.IMWRITE_JPEG_QUALITY, PACK_QUALITY]
+    blobs = [cv2.imencode(".jpg", cv2.cvtColor(data["x"][i], cv2.COLOR_RGB2BGR), params)[1].ravel() for i in rows]
+    np.savez(path, **{k: data[k][rows] for k in ("source", "name", "split", "state")},
+             jpeg=np.concatenate(blobs), ends=np.cumsum([len(b) for b in blobs]))
+    print(f"wrote {path}: {len(rows)} train-split samples, {path.stat().st_size / 1e6:.1f} MB")
+
+
+def read_pack(path: Path) -> dict[str, np.ndarray]:
+    pack = dict(np.load(path))
+    starts = np.concatenate([[0], pack["ends"][:-1]])
+    x = np.stack([cv2.cvtColor(cv2.imdecode(pack["jpeg"][a:b], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+                  for a, b in zip(starts, pack["ends"])])
+    return {**{k: pack[k] for k in ("source", "name", "split", "state")}, "x": x}
+
+
+def with_pack(data: dict[str, np.ndarray] | None, pack: dict[str, np.ndarray], leave_out: list[str]) -> dict[str, np.ndarray]:
+    """Training samples from ``pack``: the cache with the contexts training may use replaced by the pack's
+    (evaluation keeps the cache's), or the pack alone on a machine without the cache (``--train-only``)."""
+    if data is None:
+        return pack
+    rows = np.flatnonzero((data["split"] == "train") & ~np.isin(data["source"], leave_out))
+    if not np.array_equal(data["name"][rows], pack["name"]) or not np.array_equal(data["source"][rows], pack["source"]):
+        raise SystemExit("the pack does not hold this cache's train split: rebuild it with --pack")
+    x = data["x"].copy()
+    x[rows] = pack["x"]
+    return {**data, "x": x}
+
+
+def out_of_fold_probabilities(data: dict[str, np.ndarray], fold: np.ndarray, nets: list[list],
+                              views: dict) -> dict[str, np.ndarray]:
+    """Per view in ``views`` (of ``VIEWS``): every train-split sample's probabilities from its fold's members, through the same
     ensemble module that is exported."""
-    probs = {v: np.full((len(fold), 3), np.nan) for v in VIEWS}
+    probs = {v: np.full((len(fold), 3), np.nan) for v in views}
     for k, members in enumerate(nets):
         rows = np.flatnonzero(fold == k)
         seen: dict[tuple, np.ndarray] = {}
@@ -423,19 +496,21 @@ def out_of_fold_probabilities(data: dict[str, np.ndarray], fold: np.ndarray, net
                 seen[crop, mirror] = torch_probabilities(ensemble(members, mirror), view_crops(data["x"][rows], *crop))
             return seen[crop, mirror]
 
-        for v, (crops, mirror) in VIEWS.items():
+        for v, (crops, mirror) in views.items():
             probs[v][rows] = np.mean([at(crop, mirror) for crop in crops], axis=0)
     return probs
 
 
-def cross_validate(data: dict[str, np.ndarray], fit_sources: np.ndarray, args) -> dict:
+def cross_validate(data: dict[str, np.ndarray], train_data: dict[str, np.ndarray], fit_sources: np.ndarray,
+                   args) -> dict:
     """Out of fold on every train-split sample: what the shipped recipe reaches on photos it did not see, with far
     less noise than the 496 held-out scene faces, and which inference-time views help (paired with the shipped)."""
     from sklearn.metrics import confusion_matrix
 
     fold = fold_of_rows(data)
-    nets = fold_networks(data, fold, fit_sources, args)
-    probs = out_of_fold_probabilities(data, fold, nets)
+    nets = fold_networks(train_data, fit_sources, args)
+    views = VIEWS if args.views == "all" else {SHIPPED_VIEWS: VIEWS[SHIPPED_VIEWS]}
+    probs = out_of_fold_probabilities(data, fold, nets, views)
     y = np.array([MASK_STATES.index(s) for s in data["state"]])
     pred = {v: np.array([MASK_STATES.index(s) for s in states_from_probabilities(np.nan_to_num(p))])
             for v, p in probs.items()}
@@ -452,11 +527,11 @@ def cross_validate(data: dict[str, np.ndarray], fit_sources: np.ndarray, args) -
                     "fit_n": [int(((fold >= 0) & (fold != k) & fit_sources).sum()) for k in range(FOLDS)],
                     "accuracy": {}, "paired_with_shipped_views": {}}
     for s, rows in groups.items():
-        report["accuracy"][s] = {"n": len(rows), **{v: float(right(v, rows).mean()) for v in VIEWS}}
+        report["accuracy"][s] = {"n": len(rows), **{v: float(right(v, rows).mean()) for v in views}}
         base = right(SHIPPED_VIEWS, rows)
         report["paired_with_shipped_views"][s] = {
             v: {"right_only_here": int((right(v, rows) & ~base).sum()), "right_only_shipped": int((~right(v, rows) & base).sum())}
-            for v in VIEWS if v != SHIPPED_VIEWS}
+            for v in views if v != SHIPPED_VIEWS}
     scene_rows = groups["scenes"]
     report["scenes_confusion"] = {"rows_truth_cols_pred": list(MASK_STATES),
                                   "matrix": confusion_matrix(y[scene_rows], pred[SHIPPED_VIEWS][scene_rows],
@@ -523,6 +598,23 @@ def evaluate(data: dict[str, np.ndarray]) -> dict:
     return report
 
 
+def cached_samples() -> dict[str, np.ndarray]:
+    """Every sample's 96-px context, collected once from the datasets into ``DATA_CACHE``."""
+    root = require_datasets()
+    if DATA_CACHE.exists():
+        data = dict(np.load(DATA_CACHE))
+    else:
+        data = collect(root)
+        DATA_CACHE.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(DATA_CACHE, **data)
+    for source, collect_more in (("lfw", collect_lfw), ("scene_detections", collect_scene_detections)):
+        if source not in set(data["source"]):
+            extra = collect_more(root)
+            data = {k: np.concatenate([data[k], extra[k]]) for k in data}
+            np.savez(DATA_CACHE, **data)
+    return data
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=int, default=EPOCHS)
@@ -542,39 +634,45 @@ def main() -> int:
                          "train-split sample out of fold and compare inference-time views (results/mask_classifier_cv.json)")
     ap.add_argument("--workers", type=int, default=1, help="networks trained side by side (one core each)")
     ap.add_argument("--cv-out", type=Path, default=Path("results/mask_classifier_cv.json"))
+    ap.add_argument("--views", choices=("all", "shipped"), default="all",
+                    help="inference-time views --cross-validate scores: all of VIEWS, or the shipped one (a tenth of the time)")
+    ap.add_argument("--width", type=float, default=WIDTH, help="channel multiplier of the CNN (build_net)")
+    ap.add_argument("--device", default="cpu", help='where the networks train: "cpu" or "cuda" (a GPU machine)')
+    ap.add_argument("--pack", type=Path, help="write the train split as a JPEG pack (for a GPU machine) and stop")
+    ap.add_argument("--data", type=Path, help="train from this pack (--pack) instead of the cache's contexts")
+    ap.add_argument("--train-only", action="store_true",
+                    help="train (or find cached) the final members, and the fold networks with --cross-validate, "
+                         "then stop: what a GPU machine runs, from --data alone, without the datasets")
     args = ap.parse_args()
-    root = require_datasets()
-    if DATA_CACHE.exists():
-        data = dict(np.load(DATA_CACHE))
-    else:
-        data = collect(root)
-        DATA_CACHE.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(DATA_CACHE, **data)
-    for source, collect_more in (("lfw", collect_lfw), ("scene_detections", collect_scene_detections)):
-        if source not in set(data["source"]):
-            extra = collect_more(root)
-            data = {k: np.concatenate([data[k], extra[k]]) for k in data}
-            np.savez(DATA_CACHE, **data)
-    print({s: int((data["source"] == s).sum()) for s in sorted(set(data["source"]))})
-    fit_sources = ~np.isin(data["source"], args.leave_out)
+    data = None if args.train_only and args.data and not DATA_CACHE.exists() else cached_samples()
+    if args.pack:
+        write_pack(data, ~np.isin(data["source"], args.leave_out), args.pack)
+        return 0
+    train_data = with_pack(data, read_pack(args.data), args.leave_out) if args.data else data
+    print({s: int((train_data["source"] == s).sum()) for s in sorted(set(train_data["source"]))})
+    fit_sources = ~np.isin(train_data["source"], args.leave_out)
+    if args.train_only:
+        trained_networks(train_data, fit_sources, (fold_jobs(args.members) if args.cross_validate else [])
+                         + final_jobs(args.members), args)
+        return 0
     if args.validate:
-        report = validate(data, args.epochs, args.members, fit_sources, args.box_jitter, args.scene_weight)
+        report = validate(train_data, args.epochs, args.members, fit_sources, args.box_jitter, args.scene_weight,
+                          args.width)
         report["box_jitter"], report["scene_weight"] = args.box_jitter, args.scene_weight
         report["left_out"] = args.leave_out
         args.validation_out.parent.mkdir(parents=True, exist_ok=True)
         args.validation_out.write_text(json.dumps(report, indent=1))
         return 0
     if args.cross_validate:
-        report = cross_validate(data, fit_sources, args)
+        report = cross_validate(data, train_data, fit_sources, args)
+        report.update(width=args.width, trained_from=str(args.data) if args.data else "cache")
         args.cv_out.parent.mkdir(parents=True, exist_ok=True)
         args.cv_out.write_text(json.dumps(report, indent=1))
         print(json.dumps({k: report[k] for k in ("accuracy", "scenes_by_size", "found_faces") if k in report}, indent=1))
         return 0
     if not args.eval_only:
-        rows = np.flatnonzero((data["split"] == "train") & fit_sources)
-        states = train_jobs(data, [(rows, args.epochs, SEED + k, args.box_jitter, args.scene_weight)
-                                   for k in range(args.members)], args.workers)
-        export(ensemble([load_member(state) for state in states], mirror=not args.no_mirror))
+        nets = trained_networks(train_data, fit_sources, final_jobs(args.members), args)
+        export(ensemble(nets, mirror=not args.no_mirror))
     report = evaluate(data)
     Path("results").mkdir(exist_ok=True)
     Path("results/mask_classifier.json").write_text(json.dumps(report, indent=1))

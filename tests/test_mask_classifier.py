@@ -185,3 +185,43 @@ def test_cross_validation_folds_keep_a_photo_together():
     assert all(len(f) == 1 for f in per_photo.values())
     counts = np.bincount(fold[fold >= 0], minlength=script.FOLDS)
     assert len(counts) == script.FOLDS and counts.min() > 0.5 * counts.mean()
+
+
+def test_the_gpu_pack_holds_the_trainable_samples_in_order(tmp_path, fixtures):
+    """A GPU machine trains from the JPEG pack alone; here the same networks are looked up by a key of the samples
+    and evaluated on the cache. The pack must hold exactly the train split's trainable samples, in the cache's order
+    (a network's draws follow that order), close to their pixels, and refuse a cache it was not made from."""
+    script = training_script()
+    obama = load_image(fixtures / "obama.jpg")
+    boxes = [np.array([140 + d, 90, 300 + d, 270], np.float32) for d in range(-20, 21, 4)]
+    names = np.array([f"scene_{i}.png#0" for i in range(len(boxes))])
+    split = np.array(["test" if script.name_hash(script.sample_file(n)) < 0.25 else "train" for n in names])
+    source = np.array(["scenes", "scene_detections"] * (len(boxes) // 2) + ["scenes"] * (len(boxes) % 2))
+    data = {"source": source, "name": names, "split": split, "state": np.array(["correct"] * len(boxes)),
+            "x": np.stack([context_crop(obama, b, script.STORE_CONTEXT, script.STORE_PX) for b in boxes])}
+    leave_out = ["scene_detections"]
+    trainable = (split == "train") & (source != "scene_detections")
+    assert 0 < trainable.sum() < len(names)
+    path = tmp_path / "pack.npz"
+    script.write_pack(data, ~np.isin(source, leave_out), path)
+    pack = script.read_pack(path)
+    assert list(pack["name"]) == list(names[trainable])
+    assert np.abs(pack["x"].astype(np.float32) - data["x"][trainable]).mean() < 4  # JPEG, a few grey levels
+    mixed = script.with_pack(data, pack, leave_out)
+    assert np.array_equal(mixed["x"][~trainable], data["x"][~trainable])  # evaluation keeps the cache's pixels
+    assert np.array_equal(mixed["x"][trainable], pack["x"])
+    assert script.with_pack(None, pack, leave_out) is pack
+    other = {**data, "name": names[::-1].copy()}
+    with pytest.raises(SystemExit, match="rebuild it with --pack"):
+        script.with_pack(other, pack, leave_out)
+
+
+def test_network_width_scales_the_channels():
+    pytest.importorskip("torch", reason="torch is a training extra (pip install -e '.[train]')")
+    import torch
+
+    script = training_script()
+    for width in (1.0, 2.0):
+        net = script.build_net(width).eval()
+        assert net(torch.zeros(2, 3, INPUT_PX, INPUT_PX)).shape == (2, 3)
+        assert net[0].out_channels == round(16 * width)
