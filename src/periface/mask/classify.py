@@ -1,8 +1,8 @@
 """Mask state: none, correct (nose and mouth covered) or incorrect (nose or mouth uncovered).
 
-Three small CNNs (4 conv layers, ~100k parameters each) look at a square crop of 1.25x the face box, 64 px, and at
+Three small CNNs (4 conv layers, 324k parameters each) look at a square crop of 1.25x the face box, 64 px, and at
 its mirror image; their probabilities of the three states are averaged inside one ONNX graph. They were trained by
-``scripts/train_mask_classifier.py`` (torch, CPU, seeds 0-2) on
+``scripts/train_mask_classifier.py`` (torch, seeds 0-2; on a GPU machine, same script, docs/crowds.md) on
 real crops, MaskedFace-Net, renders of ``periface.mask.render`` and the train split of the mask-scenes faces, and
 ships as ONNX (``data/mask_state.onnx``), run with onnxruntime; its SHA-256 is checked before loading.
 
