@@ -24,7 +24,14 @@ writes a configuration without a refiner); this script keeps those passes and:
 The held-out test split is judged by ``python benchmarks/detect_scenes.py``.
 
 ``--context C`` trains and runs the refiner on crops C times the box (shipped: 1.6; 2.0 was tried in the fourth
-session and was worse out of fold); ``--compare-only`` stops after step 4 and writes nothing.
+session and was worse out of fold); ``--compare-only`` stops after step 4 and writes nothing; ``--skip-costly``
+scores only the single plain look there. ``--width W`` scales the CNN's channels (2 was tried in the twentieth
+session and was worse out of fold, docs/crowds.md).
+
+On a GPU machine (no datasets or detectors there): ``--pack FILE`` writes the scenes' files, boxes and candidates
+(8.6 MB); there ``--train-only --data FILE --device cuda --workers N`` trains the fold networks and final members into
+``.cache/refiner_nets/`` (each saved as soon as it is trained); brought back, the usual commands find them under the
+same key. Without ``--device`` the same runs on the CPU.
 """
 
 from __future__ import annotations
@@ -62,20 +69,23 @@ TARGET_PRECISION = 0.95
 # select_faces(contained=...): 0 keeps boxes inside larger faces; the others drop a box that much inside one.
 CONTAINED = (0.0, 0.6, 0.75, 0.9)
 NET_CACHE = Path(".cache") / "refiner_nets"
+WIDTH = 1.0
 
 
-def build_net():
+def build_net(width: float = 1.0):
+    """``width`` scales every layer's channels (1: 16/32/64/96 and 128 hidden units)."""
     import torch.nn as nn
 
     def block(cin, cout):
         return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
+    c1, c2, c3, c4, hidden = (round(c * width) for c in (16, 32, 64, 96, 128))
     return nn.Sequential(
-        *block(3, 16), nn.MaxPool2d(2),  # 24
-        *block(16, 32), nn.MaxPool2d(2),  # 12
-        *block(32, 64), nn.MaxPool2d(2),  # 6
-        *block(64, 96), nn.MaxPool2d(2),  # 3: keep the layout, the box deltas need to know where the face sits
-        nn.Flatten(), nn.Dropout(0.2), nn.Linear(96 * 9, 128), nn.ReLU(inplace=True), nn.Linear(128, 5),
+        *block(3, c1), nn.MaxPool2d(2),  # 24
+        *block(c1, c2), nn.MaxPool2d(2),  # 12
+        *block(c2, c3), nn.MaxPool2d(2),  # 6
+        *block(c3, c4), nn.MaxPool2d(2),  # 3: keep the layout, the box deltas need to know where the face sits
+        nn.Flatten(), nn.Dropout(0.2), nn.Linear(c4 * 9, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 5),
     )
 
 
@@ -134,22 +144,25 @@ def draw_batch(pool, scenes, cands, rng: np.random.Generator, size: int):
 
 
 def train_net(pool, scenes, cands, seed: int):
+    """One network; ``_SHARED`` says its width and the device its arithmetic runs on ("cuda" on a GPU machine: the
+    crops are drawn on the CPU either way, with the same random stream). Returned on the CPU."""
     import torch
 
+    device = _SHARED["device"]
     torch.manual_seed(seed)
     torch.set_num_threads(1)
     rng = np.random.default_rng(seed)
-    net = build_net()
+    net = build_net(_SHARED["width"]).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=EPOCHS * STEPS_PER_EPOCH)
     bce = torch.nn.BCEWithLogitsLoss(reduction="none")
     for epoch in range(EPOCHS):
         net.train()
-        t0, total = time.time(), 0.0
+        t0, total = time.time(), torch.zeros(())
         for _ in range(STEPS_PER_EPOCH):
             x, label, target = draw_batch(pool, scenes, cands, rng, BATCH)
-            out = net(torch.from_numpy(cnn_input(x)))
-            lab, tgt = torch.from_numpy(label), torch.from_numpy(target)
+            out = net(torch.from_numpy(cnn_input(x)).to(device))
+            lab, tgt = torch.from_numpy(label).to(device), torch.from_numpy(target).to(device)
             has_label, has_box = lab >= 0, ~torch.isnan(tgt[:, 0])
             loss = (bce(out[:, 0], lab.clamp(min=0)) * has_label).sum() / has_label.sum().clamp(min=1)
             if has_box.any():
@@ -158,10 +171,10 @@ def train_net(pool, scenes, cands, seed: int):
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss.detach())
-        print(f"  seed {seed} epoch {epoch + 1}/{EPOCHS}: loss {total / STEPS_PER_EPOCH:.3f}, {time.time() - t0:.0f} s",
-              flush=True)
-    return net.eval()
+            total = total.to(device) + loss.detach()  # summed where it is computed: no GPU wait per step
+        print(f"  seed {seed} epoch {epoch + 1}/{EPOCHS}: loss {float(total) / STEPS_PER_EPOCH:.3f}, "
+              f"{time.time() - t0:.0f} s", flush=True)
+    return net.cpu().eval()
 
 
 def torch_outputs(net):
@@ -175,7 +188,7 @@ def torch_outputs(net):
     return outputs
 
 
-_SHARED: dict = {}  # what forked fold workers read: scenes, candidates, train images
+_SHARED: dict = {}  # what forked fold workers read: scenes, candidates, train images, context, width, device
 
 
 def member_seed(member: int, fold: int | None) -> int:
@@ -216,14 +229,37 @@ def ensemble_module(nets: list):
     return RefinerEnsemble().eval()
 
 
-def training_key(finder: CrowdFinder, context: float) -> str:
-    """What a trained network depends on besides its seed: the passes, the crop context and the training code."""
+def training_key(finder: CrowdFinder, context: float, width: float) -> str:
+    """What a trained network depends on besides its seed: the passes, the crop context, the width and the training
+    code. (A GPU machine trains from a pack of the same images and candidates, ``--pack``: the same key.)"""
     import inspect
 
     code = "".join(inspect.getsource(f) for f in (build_net, sample_pool, draw_batch, train_net, scene_candidates))
     spec = json.dumps([[p.__dict__ for p in finder.passes], finder.cluster_iou, context, EPOCHS, STEPS_PER_EPOCH, BATCH,
-                       POSITIVE_IOU, NEGATIVE_IOU, REGRESS_IOU, FOLDS], sort_keys=True, default=list)
+                       POSITIVE_IOU, NEGATIVE_IOU, REGRESS_IOU, FOLDS] + ([] if width == 1 else [width]),
+                      sort_keys=True, default=list)
     return hashlib.sha256((spec + code).encode()).hexdigest()[:12]
+
+
+def _train_and_save(job: tuple) -> None:
+    """Trains one network and saves it at once, so that a run stopped part way keeps what it finished."""
+    import torch
+
+    fn, arg, path = job
+    state = fn(arg)
+    torch.save(state, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").rename(path)
+
+
+def net_path(fn, job, key: str) -> Path:
+    return NET_CACHE / f"{key}-{fn.__name__}-{job if isinstance(job, int) else '-'.join(map(str, job))}.pt"
+
+
+def train_missing(pairs: list[tuple[Any, Any]], workers: int, key: str) -> None:
+    """Trains the (function, job) pairs not yet in ``.cache/refiner_nets/``, ``workers`` side by side."""
+    NET_CACHE.mkdir(parents=True, exist_ok=True)
+    run_jobs(_train_and_save, [(fn, job, net_path(fn, job, key)) for fn, job in pairs
+                               if not net_path(fn, job, key).exists()], workers)
 
 
 def cached_jobs(fn, jobs: list, workers: int, key: str) -> list:
@@ -231,19 +267,47 @@ def cached_jobs(fn, jobs: list, workers: int, key: str) -> list:
     ``--compare-only``, more members) trains only the networks it does not have yet."""
     import torch
 
-    def path(job) -> Path:
-        return NET_CACHE / f"{key}-{fn.__name__}-{job if isinstance(job, int) else '-'.join(map(str, job))}.pt"
+    train_missing([(fn, job) for job in jobs], workers, key)
+    return [torch.load(net_path(fn, job, key)) for job in jobs]
 
-    todo = [job for job in jobs if not path(job).exists()]
-    trained = dict(zip(todo, run_jobs(fn, todo, workers)))
-    for job, state in trained.items():
-        path(job).parent.mkdir(parents=True, exist_ok=True)
-        torch.save(state, path(job))
-    return [trained[job] if job in trained else torch.load(path(job)) for job in jobs]
+
+def write_pack(scenes, cands, path: Path) -> None:
+    """What training needs, for a GPU machine that has neither the datasets nor the detectors: each scene's file
+    bytes (decoded there as here), annotated boxes and candidate boxes."""
+    def flat(arrays):
+        return np.concatenate([np.asarray(a, np.float32).reshape(-1, 4) for a in arrays]), np.cumsum([len(a) for a in arrays])
+
+    images = [np.frombuffer(s.image.read_bytes(), np.uint8) for s in scenes]
+    gt, gt_ends = flat([s.boxes for s in scenes])
+    cb, cb_ends = flat([c.boxes for _, c in cands])
+    np.savez(path, names=np.array([s.image.name for s in scenes]), images=np.concatenate(images),
+             image_ends=np.cumsum([len(b) for b in images]), gt=gt, gt_ends=gt_ends, cands=cb, cand_ends=cb_ends)
+    print(f"wrote {path}: {len(scenes)} scenes, {path.stat().st_size / 1e6:.1f} MB")
+
+
+def read_pack(path: Path):
+    """(scenes, candidates) from ``write_pack``'s file: scenes carry the file name and boxes (states unused by
+    training), candidates their boxes alone."""
+    from periface.detect.crowd import Candidates
+    from periface.evaluation.voc import Scene
+
+    pack = np.load(path)
+
+    def split(flat, ends):
+        return np.split(flat, ends[:-1])
+
+    scenes, cands = [], []
+    for name, data, gt, boxes in zip(pack["names"], split(pack["images"], pack["image_ends"]),
+                                     split(pack["gt"], pack["gt_ends"]), split(pack["cands"], pack["cand_ends"])):
+        rgb = load_image(data.tobytes(), name=str(name))
+        scenes.append(Scene(Path(str(name)), gt, ["face"] * len(gt)))
+        cands.append((rgb, Candidates(boxes, np.zeros((len(boxes), 5, 2), np.float32), np.zeros((len(boxes), 0)),
+                                      rgb.shape[:2])))
+    return scenes, cands
 
 
 def load_net(state: dict):
-    net = build_net()
+    net = build_net(_SHARED["width"])
     net.load_state_dict(state)
     return net.eval()
 
@@ -289,25 +353,46 @@ def main() -> int:
                     help="networks per fold and at most in the shipped ensemble (other seeds); 1 was shipped until the "
                          "twelfth session")
     ap.add_argument("--compare-only", action="store_true", help="print the out-of-fold numbers, write nothing")
+    ap.add_argument("--skip-costly", action="store_true",
+                    help="score only the single plain look (a quarter of the time), not mirror averaging or two looks")
     ap.add_argument("--allow-costly", action="store_true",
                     help="let mirror averaging or a second look be chosen (slower at run time)")
+    ap.add_argument("--width", type=float, default=WIDTH, help="channel multiplier of the CNN (build_net)")
+    ap.add_argument("--device", default="cpu", help='where the networks train: "cpu" or "cuda" (a GPU machine)')
+    ap.add_argument("--pack", type=Path, help="write the scenes' files, boxes and candidates (for a GPU machine) and stop")
+    ap.add_argument("--data", type=Path, help="with --train-only: train from this pack instead of the datasets")
+    ap.add_argument("--train-only", action="store_true",
+                    help="train (or find cached) the fold networks and the final members, then stop")
     args = ap.parse_args()
-    scenes = read_scenes(require_datasets() / "mask-scenes")
     finder = CrowdFinder.default(refiner=None)
-    cands = scene_candidates(scenes, finder)
+    if args.data:
+        if not args.train_only:
+            raise SystemExit("--data is for --train-only (a GPU machine); the fit here recomputes the candidates")
+        scenes, cands = read_pack(args.data)
+    else:
+        scenes = read_scenes(require_datasets() / "mask-scenes")
+        cands = scene_candidates(scenes, finder)
+    if args.pack:
+        write_pack(scenes, cands, args.pack)
+        return 0
     train = [i for i, s in enumerate(scenes) if split_of(s.image.name) == "train"]
 
     # Refiners per fold of the train images, each to be run on the fold it did not see.
-    _SHARED.update(scenes=scenes, cands=cands, train=train, context=args.context)
+    _SHARED.update(scenes=scenes, cands=cands, train=train, context=args.context, width=args.width, device=args.device)
     jobs = [(fold, member) for member in range(args.members) for fold in range(FOLDS)]
-    net_key = training_key(finder, args.context)
+    net_key = training_key(finder, args.context, args.width)
+    if args.train_only:
+        train_missing([(train_fold, job) for job in jobs] + [(train_final, m) for m in range(args.members)],
+                      args.workers, net_key)
+        return 0
     states = dict(zip(jobs, cached_jobs(train_fold, jobs, args.workers, net_key)))
     fold_members = [[torch_outputs(load_net(states[fold, m])) for m in range(args.members)] for fold in range(FOLDS)]
 
     # Per ensemble size and variant: out-of-fold logits and boxes, the fusion fitted on them (labels judged on the
     # refined boxes, as CrowdFinder.fuse produces them), its threshold, and the train numbers it reaches.
     results = []
-    for members, (mirror, iterations) in [(k, v) for k in range(1, args.members + 1) for v in VARIANTS]:
+    variants = VARIANTS[:1] if args.skip_costly else VARIANTS
+    for members, (mirror, iterations) in [(k, v) for k in range(1, args.members + 1) for v in variants]:
         fold_nets = [mean_outputs(m[:members]) for m in fold_members]
         oof = {i: refine_boxes(fold_nets[fold_of(scenes[i].image.name)], cands[i][0], cands[i][1].boxes, mirror,
                                iterations, args.context) for i in train if len(cands[i][1])}
@@ -346,7 +431,7 @@ def main() -> int:
     cfg.update({
         "fitted_on": "mask-scenes train split (split_of): benchmarks/detect_scenes.py --fit, then scripts/train_face_refiner.py",
         "refiner": {"file": MODEL_FILE.name, "members": members, "mirror": mirror, "iterations": iterations,
-                    "context": args.context,
+                    "context": args.context, "width": args.width,
                     "fusion_fitted_on": "out-of-fold refiner outputs, 4 folds of the train images",
                     "variants_on_train_out_of_fold": {f"members={k} mirror={m} iterations={it} contained={c}": {
                         "masked>=32": key[0], ">=32": key[1], "all": key[2], "threshold": round(t, 3)}

@@ -79,3 +79,37 @@ def test_mirror_averaging_maps_the_mirrored_deltas_back():
     # the look sees as much surroundings as it is told: with no context, the bright side is out of view
     _, blind = refine_boxes(toward_brighter_side, rgb, boxes, context=1.0)
     np.testing.assert_allclose(blind, boxes, atol=1e-3)
+
+
+def test_the_gpu_pack_gives_back_the_scenes_and_candidates(tmp_path, fixtures):
+    """A GPU machine trains the refiner from the pack alone (no datasets, no detectors): each scene must come back
+    with the same pixels (its file's bytes, decoded there as here), its annotated boxes and its candidates."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from periface.detect.crowd import Candidates
+    from periface.evaluation.voc import Scene
+
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    if str(scripts) not in sys.path:
+        sys.path.insert(0, str(scripts))
+    spec = importlib.util.spec_from_file_location("train_face_refiner", scripts / "train_face_refiner.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    files = [fixtures / "two_people.jpg", fixtures / "obama.jpg"]
+    scenes = [Scene(files[0], np.array([[10, 20, 60, 80], [100, 40, 150, 110]], np.float32), ["correct", "none"]),
+              Scene(files[1], np.zeros((0, 4), np.float32), [])]
+    cands = []
+    for s, k in zip(scenes, (3, 0)):
+        rgb = load_image(s.image)
+        boxes = np.arange(4 * k, dtype=np.float32).reshape(k, 4) + 5
+        cands.append((rgb, Candidates(boxes, np.zeros((k, 5, 2), np.float32), np.zeros((k, 2)), rgb.shape[:2])))
+    path = tmp_path / "pack.npz"
+    script.write_pack(scenes, cands, path)
+    back_scenes, back_cands = script.read_pack(path)
+    assert [s.image.name for s in back_scenes] == [f.name for f in files]
+    for s, b, (rgb, c), (back_rgb, back_c) in zip(scenes, back_scenes, cands, back_cands):
+        np.testing.assert_array_equal(b.boxes, s.boxes)
+        np.testing.assert_array_equal(back_rgb, rgb)
+        np.testing.assert_array_equal(back_c.boxes, c.boxes)
