@@ -14,3 +14,18 @@ def run_jobs(fn: Callable, jobs: list, workers: int) -> list:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             return pool.map(fn, jobs)
     return [fn(job) for job in jobs]
+
+
+def save_network(state: dict, path) -> None:
+    """Save a trained network's state as soon as it is trained, whole or not at all (written aside, then renamed),
+    so that a run stopped part way keeps every network it finished and none half-written."""
+    import torch
+
+    torch.save(state, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").rename(path)
+
+
+def add_machine_arguments(ap, width: float) -> None:
+    """The options both CNN training scripts share: the network's width and where it trains."""
+    ap.add_argument("--width", type=float, default=width, help="channel multiplier of the CNN (build_net)")
+    ap.add_argument("--device", default="cpu", help='where the networks train: "cpu" or "cuda" (a GPU machine)')

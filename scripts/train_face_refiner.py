@@ -48,7 +48,7 @@ from typing import Any, NamedTuple
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
-from _parallel import run_jobs  # noqa: E402
+from _parallel import add_machine_arguments, run_jobs, save_network  # noqa: E402
 
 from periface.detect.base import iou_matrix  # noqa: E402
 from periface.detect.crowd import CALIBRATION_FILE, CrowdFinder, Fusion, candidate_features, cluster, select_faces  # noqa: E402
@@ -236,19 +236,13 @@ def training_key(finder: CrowdFinder, context: float, width: float) -> str:
 
     code = "".join(inspect.getsource(f) for f in (build_net, sample_pool, draw_batch, train_net, scene_candidates))
     spec = json.dumps([[p.__dict__ for p in finder.passes], finder.cluster_iou, context, EPOCHS, STEPS_PER_EPOCH, BATCH,
-                       POSITIVE_IOU, NEGATIVE_IOU, REGRESS_IOU, FOLDS] + ([] if width == 1 else [width]),
-                      sort_keys=True, default=list)
+                       POSITIVE_IOU, NEGATIVE_IOU, REGRESS_IOU, FOLDS, width], sort_keys=True, default=list)
     return hashlib.sha256((spec + code).encode()).hexdigest()[:12]
 
 
 def _train_and_save(job: tuple) -> None:
-    """Trains one network and saves it at once, so that a run stopped part way keeps what it finished."""
-    import torch
-
     fn, arg, path = job
-    state = fn(arg)
-    torch.save(state, path.with_suffix(".tmp"))
-    path.with_suffix(".tmp").rename(path)
+    save_network(fn(arg), path)
 
 
 def net_path(fn, job, key: str) -> Path:
@@ -357,8 +351,7 @@ def main() -> int:
                     help="score only the single plain look (a quarter of the time), not mirror averaging or two looks")
     ap.add_argument("--allow-costly", action="store_true",
                     help="let mirror averaging or a second look be chosen (slower at run time)")
-    ap.add_argument("--width", type=float, default=WIDTH, help="channel multiplier of the CNN (build_net)")
-    ap.add_argument("--device", default="cpu", help='where the networks train: "cpu" or "cuda" (a GPU machine)')
+    add_machine_arguments(ap, WIDTH)
     ap.add_argument("--pack", type=Path, help="write the scenes' files, boxes and candidates (for a GPU machine) and stop")
     ap.add_argument("--data", type=Path, help="with --train-only: train from this pack instead of the datasets")
     ap.add_argument("--train-only", action="store_true",

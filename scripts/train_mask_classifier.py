@@ -54,7 +54,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-from _parallel import run_jobs  # noqa: E402
+from _parallel import add_machine_arguments, run_jobs, save_network  # noqa: E402
 
 from periface.detect import FaceFinder  # noqa: E402
 from periface.evaluation.datasets import require_datasets  # noqa: E402
@@ -383,13 +383,9 @@ _SHARED: dict = {}  # the samples, set before the workers fork so that they are 
 
 
 def _train_job(job: tuple) -> None:
-    """Trains one network and saves it at once, so that a run stopped part way keeps what it finished."""
-    import torch
-
     path, rows, epochs, seed, box_jitter, scene_weight, width, device = job
-    state = train_member(_SHARED["data"], rows, epochs, seed, box_jitter, scene_weight, width, device).state_dict()
-    torch.save(state, path.with_suffix(".tmp"))
-    path.with_suffix(".tmp").rename(path)
+    save_network(train_member(_SHARED["data"], rows, epochs, seed, box_jitter, scene_weight, width, device).state_dict(),
+                 path)
 
 
 def load_member(state: dict, width: float):
@@ -638,8 +634,7 @@ def main() -> int:
     ap.add_argument("--cv-out", type=Path, default=Path("results/mask_classifier_cv.json"))
     ap.add_argument("--views", choices=("all", "shipped"), default="all",
                     help="inference-time views --cross-validate scores: all of VIEWS, or the shipped one (a tenth of the time)")
-    ap.add_argument("--width", type=float, default=WIDTH, help="channel multiplier of the CNN (build_net)")
-    ap.add_argument("--device", default="cpu", help='where the networks train: "cpu" or "cuda" (a GPU machine)')
+    add_machine_arguments(ap, WIDTH)
     ap.add_argument("--pack", type=Path, help="write the train split as a JPEG pack (for a GPU machine) and stop")
     ap.add_argument("--data", type=Path, help="train from this pack (--pack) instead of the cache's contexts")
     ap.add_argument("--train-only", action="store_true",
