@@ -192,6 +192,9 @@ def fit(root: Path, pass_names: list[str] | None = None, fast: bool = False) -> 
     print(json.dumps(cfg, indent=1))
 
 
+SPLITS = (("test", "test"), ("test_unseen", "test_unseen"), ("all_images", "all"))  # report key, subset
+
+
 def evaluate(root: Path, limit: int | None = None) -> dict:
     from periface.engine import Engine
     from periface.evaluation.detect_eval import FittingImages, evaluate_scenes, image_fingerprint
@@ -217,8 +220,8 @@ def evaluate(root: Path, limit: int | None = None) -> dict:
         "periface": {"method": "CrowdFinder.default()", "config": json.loads(CALIBRATION_FILE.read_text())},
         "face_recognition": {"method": "dlib HOG frontal detector, upsample 1 (face_recognition.face_locations default)"},
         **run,
-        **{name: subsets[key]["detection"] for name, key in (("test", "test"), ("test_unseen", "test_unseen"),
-                                                              ("all_images", "all")) if key in subsets},
+        **{name: subsets[key]["detection"] for name, key in SPLITS if key in subsets},
+        "goal": {name: subsets[key]["goal"] for name, key in SPLITS if key in subsets},
         "mask_state_of_faces_found": {name: s["mask_state"] for name, s in subsets.items()},
     }
 
@@ -292,6 +295,10 @@ def print_summary(report: dict) -> None:
             for state, per in s["per_class"].items():
                 print(f"    {state:9s} " + "  ".join(f"{b} {_f(per[b]['recall'])} ({per[b]['faces']})"
                                                     for b in ("all", "small", "medium", "large")))
+    from periface.evaluation.detect_eval import goal_sentence
+
+    for split, goal in report["goal"].items():
+        print(f"== {split}: {goal_sentence(goal)}")
     for split, m in report["mask_state_of_faces_found"].items():
         print(f"== mask state of the faces found ({split}): three-way {_f(m['three_way_accuracy'])}, masked vs none "
               f"{_f(m['masked_vs_none_accuracy'])} of {m['faces']}; confusion (rows annotated) {m['confusion']}")

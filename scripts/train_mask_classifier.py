@@ -59,6 +59,7 @@ from _parallel import add_machine_arguments, run_jobs, save_network  # noqa: E40
 from periface.detect import FaceFinder  # noqa: E402
 from periface.evaluation.datasets import require_datasets  # noqa: E402
 from periface.evaluation.detect_eval import FittingImages  # noqa: E402
+from periface.evaluation.metrics import percentile_interval, resampled_sums  # noqa: E402
 from periface.evaluation.voc import name_hash, read_scenes, split_of  # noqa: E402
 from periface.faces import MASK_STATES  # noqa: E402
 from periface.image import cnn_input, context_crop, load_image  # noqa: E402
@@ -554,6 +555,13 @@ def cross_validate(data: dict[str, np.ndarray], train_data: dict[str, np.ndarray
     return report
 
 
+def accuracy_interval(right: np.ndarray, photo: np.ndarray) -> list[float]:
+    """95% bootstrap interval of the share ``right``, drawing whole photos (the faces of one scene together)."""
+    _, group = np.unique(photo, return_inverse=True)
+    hits, n = resampled_sums(np.stack([np.bincount(group, right.astype(float)), np.bincount(group)], axis=1)).T
+    return percentile_interval(hits / n)
+
+
 def evaluate(data: dict[str, np.ndarray]) -> dict:
     """Test-split numbers, computed with the shipped ONNX model through the run-time code path."""
     from sklearn.metrics import confusion_matrix
@@ -585,6 +593,12 @@ def evaluate(data: dict[str, np.ndarray]) -> dict:
     report["scenes_unseen_three_way"] = float(np.mean(pred[unseen] == y[unseen]))
     report["scenes_unseen_n"] = int(unseen.sum())
     report["scenes_masked_vs_none"] = float(np.mean((pred[sc] > 0) == (y[sc] > 0)))
+    photo = np.array([n.split("#")[0] for n in data["name"][te]])
+    report["intervals_95"] = {  # bootstrap over photos (a crop is its own photo): how far one test split can be trusted
+        "scenes_three_way": accuracy_interval(pred[sc] == y[sc], photo[sc]),
+        "scenes_unseen_three_way": accuracy_interval(pred[unseen] == y[unseen], photo[unseen]),
+        "real_crops_masked_vs_none": accuracy_interval((pred[real] > 0) == (y[real] > 0), photo[real]),
+    }
     found = src == "scene_detections"
     report["scene_detections_three_way"] = float(np.mean(pred[found] == y[found]))
     report["scene_detections_confusion"] = confusion_matrix(y[found], pred[found], labels=[0, 1, 2]).tolist()

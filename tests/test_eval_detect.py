@@ -180,9 +180,14 @@ def test_eval_detect_command(tmp_path):
     curve = subset["curves"]["all"]
     assert curve["recall"][-1] == 1.0 and np.all(np.diff(curve["recall"]) >= 0) and np.all(np.diff(curve["score"]) <= 0)
     assert all((out / f"detect_set_crowd{end}").exists() for end in (".json", ".html", "_pr.png"))
+    # one photo holds the masked face >= 32 px, and it is found without a false box: every judged draw meets the goal
+    goal = subset["goal"]
+    assert goal["met"] and goal["interval"]["masked>=32 recall"] == [1.0, 1.0]
+    assert goal["interval"]["share_of_resamples_meeting_goal"] == 1.0
 
     text = runner.invoke(app, ["eval", "detect", "--voc", str(root), "--out", str(out), "--no-reference"])
     assert text.exit_code == 0 and "masked >= 32 px" in text.stdout and "face_recognition" not in text.stdout
+    assert "resamples of the images" in " ".join(text.stdout.split())  # the caption wraps
 
 
 def test_eval_detect_refuses_bad_input_with_its_own_exit_code(tmp_path):
@@ -206,3 +211,49 @@ def test_the_fitting_list_is_the_train_split_of_mask_scenes():
     seen = [s.image.name for s in test_scenes if fitting.contains(image_fingerprint(s.image, load_scene_image(s)))]
     # Two held-out photos are copies of training photos (one byte for byte, one re-encoded).
     assert seen == ["scene_428.jpg", "scene_514.jpg"]
+
+
+def test_goal_counts_are_kept_per_image():
+    tally = DetectionTally()
+    big = np.array([[0, 0, 40, 40], [100, 0, 140, 40]], np.float32)
+    # a masked face found, an unmasked face missed, a false box >= 32 px and a small false box
+    tally.add(big, ["correct", "none"], np.array([[1, 1, 40, 40], [200, 0, 240, 40], [300, 0, 310, 10]]),
+              np.array([0.9, 0.8, 0.7]))
+    tally.add(big[:1], ["incorrect"], np.zeros((0, 4)), np.zeros(0))
+    assert tally.goal_counts().tolist() == [[1, 1, 2, 1], [1, 0, 0, 0]]
+    s = tally.summary()
+    counts = tally.goal_counts().sum(0)
+    assert counts[1] / counts[0] == s["masked>=32"]["recall"] and counts[3] == s[">=32"]["false_boxes"]
+
+
+def test_resampling_draws_whole_rows_with_replacement():
+    from periface.evaluation.metrics import percentile_interval, resampled_sums
+
+    sums = resampled_sums(np.array([[1, 1], [0, 1], [1, 1], [0, 1]]), resamples=500)
+    assert sums.shape == (500, 2) and np.all(sums[:, 1] == 4)  # four photos drawn each time
+    assert set(np.unique(sums[:, 0])) == {0, 1, 2, 3, 4}  # 0 to 4 of them the right kind
+    lo, hi = percentile_interval(sums[:, 0] / sums[:, 1])
+    assert lo <= 0.25 and hi >= 0.75
+
+
+def test_goal_interval_resamples_images():
+    from periface.evaluation.detect_eval import goal_check, goal_interval
+
+    # 92 masked faces >= 32 px on 46 photos, 86 found; 112 boxes >= 32 px, 8 false: the held-out split's numbers
+    counts = np.array([[2, 2, 2, 0]] * 40 + [[2, 1, 3, 1]] * 6 + [[0, 0, 2, 2]] + [[0, 0, 2, 0]] * 6, np.int64)
+    sums = counts.sum(0)
+    assert sums.tolist() == [92, 86, 112, 8]
+    a = goal_interval(counts)
+    (r0, r1), (f0, f1) = a["masked>=32 recall"], a["false boxes >=32"]
+    assert r0 < 86 / 92 < r1 and f0 < 8 / 112 < f1 and r1 - r0 > 0.05
+    assert 0 < a["share_of_resamples_meeting_goal"] < 0.2 and a == goal_interval(counts)  # seeded
+    # ten times the photos, the same rates: the interval narrows to about a third
+    wide = goal_interval(np.repeat(counts, 10, axis=0))
+    assert (wide["masked>=32 recall"][1] - wide["masked>=32 recall"][0]) < 0.45 * (r1 - r0)
+    # every photo meets the goal: so does every draw
+    assert goal_interval(np.array([[3, 3, 3, 0]] * 5))["share_of_resamples_meeting_goal"] == 1.0
+    assert goal_interval(np.array([[0, 0, 4, 1]])) is None  # no masked face >= 32 px: nothing to judge
+    tally = DetectionTally()
+    tally.add(np.array([[0, 0, 40, 40]]), ["correct"], np.array([[0, 0, 40, 40]]), np.array([0.9]))
+    goal = goal_check(tally.summary(), tally.goal_counts())
+    assert goal["met"] and goal["interval"]["share_of_resamples_meeting_goal"] == 1.0

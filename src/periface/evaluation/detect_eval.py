@@ -23,10 +23,12 @@ from ..faces import MASK_STATES
 from ..image import load_image
 from ..models import PACKAGE_DATA, file_sha256
 from .detection import DetectionTally
+from .metrics import percentile_interval, resampled_sums
 from .voc import Scene
 
 FITTING_IMAGES = PACKAGE_DATA / "crowd_fitting_images.txt"
 GOAL = {"masked>=32 recall": 0.95, "false boxes >=32": 0.05}
+GOAL_RESAMPLES = 2000
 NEAR_DUPLICATE_BITS = 10  # of 256: re-encoded copies of one photo differ by 0-2 here, different photos by 30+
 
 
@@ -114,8 +116,8 @@ def evaluate_scenes(scenes: Sequence[Scene], finder, describe: Callable | None =
 
     ``describe(rgb, faces)`` fills each found face's mask state (``Engine.describe``); ``subsets_of(scene, rgb)``
     names the subsets an image belongs to besides "all" (``unseen_subset``: the images periface was not fitted on).
-    Returns per subset the detection summaries of both methods and periface's mask-state tally, seconds per image,
-    and the images that could not be read."""
+    Returns per subset the detection summaries of both methods, periface's goal check with its bootstrap interval
+    (``goal_check``) and mask-state tally, seconds per image, and the images that could not be read."""
     methods = ["periface"] + (["face_recognition"] if reference is not None else [])
     tallies: dict[tuple[str, str], DetectionTally] = {}
     masks: dict[str, MaskStateTally] = {}
@@ -154,10 +156,12 @@ def evaluate_scenes(scenes: Sequence[Scene], finder, describe: Callable | None =
                 masks.setdefault(subset, MaskStateTally()).add(*graded)
         if progress is not None:
             progress()
+    summaries = {key: tally.summary() for key, tally in tallies.items()}
     return {
         "images": n, "unreadable_images": unreadable,
         "seconds_per_image": {m: s / max(1, n) for m, s in seconds.items()},
-        "subsets": {name: {"detection": {m: tallies[(m, name)].summary() for m in methods},
+        "subsets": {name: {"detection": {m: summaries[(m, name)] for m in methods},
+                           "goal": goal_check(summaries[("periface", name)], tallies[("periface", name)].goal_counts()),
                            "curves": {size: tallies[("periface", name)].precision_recall(size)
                                       for size in ("all", ">=32")},
                            "mask_state": masks[name].summary() if name in masks else None}
@@ -187,12 +191,59 @@ def plot_precision_recall(doc: dict[str, Any], png: Path, title: str) -> Path:
     return png
 
 
-def goal_check(detection: dict[str, Any]) -> dict[str, Any]:
-    """The crowd issue's goal on one subset's periface summary: masked faces >= 32 px recall >= 95% with <= 5% of
-    boxes >= 32 px false."""
+def goal_met(recall: np.ndarray, false_share: np.ndarray) -> np.ndarray:
+    """Whether the crowd issue's goal holds: masked faces >= 32 px recall >= 95% with <= 5% of boxes >= 32 px false
+    (NaN, nothing to judge, counts as not met)."""
+    with np.errstate(invalid="ignore"):
+        return (recall >= GOAL["masked>=32 recall"]) & (false_share <= GOAL["false boxes >=32"])
+
+
+def goal_interval(counts: np.ndarray, resamples: int = GOAL_RESAMPLES, level: float = 0.95,
+                  seed: int = 0) -> dict[str, Any] | None:
+    """How far the goal's two numbers can be trusted on this many photos: percentile intervals over ``resamples``
+    bootstrap draws of the images (``DetectionTally.goal_counts``), and the share of draws in which the goal holds
+    (draws without a masked face >= 32 px are left out).
+
+    Images, not faces, are drawn: the faces of one photo share its light, camera, crowd and annotator, so a
+    face-level interval would be too narrow. None when the images hold no masked face >= 32 px."""
+    counts = np.asarray(counts, np.float64).reshape(-1, 4)
+    if counts[:, 0].sum() == 0:
+        return None
+    faces, found, boxes, false = resampled_sums(counts, resamples, seed).T
+    judged = faces > 0  # a draw of only photos without a masked face >= 32 px cannot judge the goal
+    recall = found[judged] / faces[judged]
+    false_share = np.divide(false[judged], boxes[judged], out=np.zeros(judged.sum()), where=boxes[judged] > 0)
+    return {"resamples": int(judged.sum()), "level": level, "unit": "image",
+            "masked>=32 recall": percentile_interval(recall, level),
+            "false boxes >=32": percentile_interval(false_share, level),
+            "share_of_resamples_meeting_goal": float(goal_met(recall, false_share).mean())}
+
+
+def goal_check(detection: dict[str, Any], counts: np.ndarray | None = None) -> dict[str, Any]:
+    """The crowd issue's goal on one subset's periface summary, and, given its per-image ``counts``
+    (``DetectionTally.goal_counts``), the bootstrap interval of both numbers (``goal_interval``)."""
     masked, big = detection["masked>=32"], detection[">=32"]
     false_share = big["false_boxes"] / big["detections"] if big["detections"] else None
-    recall_met = masked["recall"] is not None and masked["recall"] >= GOAL["masked>=32 recall"]
-    false_met = false_share is not None and false_share <= GOAL["false boxes >=32"]
-    return {"masked>=32 recall": masked["recall"], "false boxes >=32": false_share,
-            "met": bool(recall_met and false_met), "goal": GOAL}
+    met = goal_met(np.float64(np.nan if masked["recall"] is None else masked["recall"]),
+                   np.float64(np.nan if false_share is None else false_share))
+    out = {"masked>=32 recall": masked["recall"], "false boxes >=32": false_share, "met": bool(met), "goal": GOAL}
+    if counts is not None:
+        out["interval"] = goal_interval(counts)
+    return out
+
+
+def goal_sentence(goal: dict[str, Any]) -> str:
+    """The goal's verdict with its numbers and, when there is one, how sure they are on this many photos."""
+    text = (f"goal (masked >= 32 px recall >= 95%, <= 5% false boxes >= 32 px) {'met' if goal['met'] else 'not met'}: "
+            f"recall {_percent(goal['masked>=32 recall'])}, false boxes {_percent(goal['false boxes >=32'])}")
+    interval = goal.get("interval")
+    if interval:
+        (r0, r1), (f0, f1) = interval["masked>=32 recall"], interval["false boxes >=32"]
+        text += (f" ({interval['level']:.0%} intervals over {interval['resamples']} resamples of the images: recall "
+                 f"{_percent(r0)}-{_percent(r1)}, false {_percent(f0)}-{_percent(f1)}; the goal holds in "
+                 f"{interval['share_of_resamples_meeting_goal']:.0%} of them)")
+    return text
+
+
+def _percent(x: float | None) -> str:
+    return "-" if x is None or x != x else f"{100 * x:.2f}%"

@@ -123,6 +123,17 @@ class DetectionTally:
         return {"recall": recall[pick].round(4).tolist(), "precision": precision[pick].round(4).tolist(),
                 "score": ds[order][pick].round(4).tolist()}
 
+    def goal_counts(self) -> np.ndarray:
+        """(images, 4) per image: masked faces >= 32 px, how many of them were found, boxes >= 32 px, and how many of
+        those are false; the counts the detection goal is judged on, kept per image so that it can be resampled."""
+        rows = []
+        for gs, gb, gh, tp, gt_band, own_band in zip(self.gt_state, self.gt_band, self.gt_hit, self.det_tp,
+                                                     self.det_gt_band, self.det_band):
+            masked = np.isin(gs, ["correct", "incorrect"]) & np.isin(gb, LARGER_BANDS)
+            big = np.isin(np.where(tp, gt_band, own_band), LARGER_BANDS)
+            rows.append([masked.sum(), (masked & gh).sum(), big.sum(), (big & ~tp).sum()])
+        return np.array(rows, np.int64).reshape(-1, 4)
+
     def _detection_bands(self) -> np.ndarray:
         """Per detection, the size band it counts in: its face's band when true, its own box's band when false."""
         return np.where(self._cat("det_tp").astype(bool), self._cat("det_gt_band"), self._cat("det_band"))

@@ -1,4 +1,5 @@
-"""Verification and identification metrics. Scores: higher = more alike; NaN = no face found (counts as a miss)."""
+"""Verification and identification metrics. Scores: higher = more alike; NaN = no face found (counts as a miss).
+Also the bootstrap that puts an interval on a rate measured on a few hundred photos (``resampled_sums``)."""
 
 from __future__ import annotations
 
@@ -75,3 +76,19 @@ def verification_summary(scores: np.ndarray, same: np.ndarray, folds: np.ndarray
     acc, std = kfold_accuracy(scores, same, folds)
     return {"accuracy": acc, "accuracy_std": std, "tar_at_far_1e-2": tar_at_far(scores, same, 1e-2)[0],
             "tar_at_far_1e-3": tar_at_far(scores, same, 1e-3)[0], "eer": eer(scores, same)}
+
+
+def resampled_sums(counts: np.ndarray, resamples: int = 2000, seed: int = 0) -> np.ndarray:
+    """(resamples, K) column sums of ``counts`` (G, K) over bootstrap draws of its G rows with replacement.
+
+    A row is one photo (its faces found, its faces, ...): faces of one photo share its light, camera and annotator,
+    so photos, not faces, are what is drawn. Seeded, so a report is reproducible."""
+    counts = np.asarray(counts, np.float64)
+    n = len(counts)
+    weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=resamples)
+    return weights @ counts
+
+
+def percentile_interval(values: np.ndarray, level: float = 0.95) -> list[float]:
+    """The central ``level`` interval of bootstrap ``values``."""
+    return np.percentile(values, [100 * (1 - level) / 2, 100 * (1 + level) / 2]).tolist()
