@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
+from periface.detect.base import iou_matrix
 from periface.detect.crowd import Candidates, CrowdFinder, Pass, cluster, run_pass, select_faces
 from periface.evaluation.detection import DetectionTally, average_precision, match
 from periface.faces import Faces
@@ -99,6 +101,36 @@ def test_crowd_finder_finds_both_faces_of_two_people(crowd, fixtures):
     assert faces.landmarks.shape == (2, 5, 2) and np.isfinite(faces.landmarks).all()
     # the two faces sit side by side
     assert abs(faces.boxes[0, 0] - faces.boxes[1, 0]) > 200
+
+
+def test_frame_tiles_cover_the_frame_and_hold_every_small_face_whole():
+    from periface.detect.crowd import frame_tiles
+
+    h, w, size, overlap = 1080, 1920, 640, 160
+    tiles = frame_tiles(h, w, size, overlap)
+    covered = np.zeros((h, w), bool)
+    for x0, y0, x1, y1 in tiles:
+        assert x1 - x0 <= size and y1 - y0 <= size
+        covered[y0:y1, x0:x1] = True
+    assert covered.all() and frame_tiles(480, 640, size, overlap) == [(0, 0, 640, 480)]
+    rng = np.random.default_rng(0)
+    for _ in range(500):  # a face smaller than the overlap lies inside some tile without touching its inner edges
+        side = rng.uniform(8, overlap - 6)
+        x, y = rng.uniform(0, w - side), rng.uniform(0, h - side)
+        assert any((x0 == 0 or x > x0 + 2) and (y0 == 0 or y > y0 + 2) and (x1 == w or x + side < x1 - 2)
+                   and (y1 == h or y + side < y1 - 2) for x0, y0, x1, y1 in tiles)
+
+
+def test_a_large_frame_is_searched_as_a_shrunk_whole_and_tiles(crowd, fixtures):
+    rgb = load_image(fixtures / "two_people.jpg")  # 1126 x 661: larger than the working size already
+    small = cv2.resize(rgb, (563, 330), interpolation=cv2.INTER_AREA)
+    assert crowd.find(small).boxes.tolist() == CrowdFinder.default(working_size=None).find(small).boxes.tolist()
+    enlarged = cv2.resize(rgb, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)  # faces of ~450 px
+    whole, found = crowd.find(rgb), crowd.find(enlarged)
+    # the same two faces, no part of a face taken for a small one in a tile
+    assert len(found) == 2
+    assert np.all(iou_matrix(found.boxes / 3, whole.boxes).max(axis=1) > 0.7)
+    assert np.all(np.diff(found.scores) <= 0)  # most probable first
 
 
 def test_crowd_finder_finds_nothing_in_a_blank_image(crowd):

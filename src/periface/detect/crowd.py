@@ -3,8 +3,10 @@
 Scenes such as a subway entrance hold many small, mostly masked faces. No single detector finds them all: YuNet
 finds small faces but also fires on texture; BlazeFace is precise on close faces but blind below ~40 px. So:
 
-1. **passes** - each detector runs on the image upscaled (small photos) or cut into overlapping tiles (large
-   frames), at a low raw threshold;
+0. **large frames** - a frame longer than ``WORKING_SIZE`` is searched as its shrunk whole plus tiles at its own
+   pixels, each view going through the steps below like a photo of the fitted size (``find_in_large_frame``);
+1. **passes** - each detector runs on the image upscaled (small photos) or cut into overlapping tiles, at a low
+   raw threshold;
 2. **clusters** - boxes of all passes that overlap (IoU >= ``cluster_iou``) are one candidate face;
 3. **fusion** - a candidate's features (each pass's best score, how many passes agree, its size) go through a
    logistic model fitted on the train split of the mask-scenes set (``benchmarks/detect_scenes.py --fit``), which
@@ -63,6 +65,11 @@ class Pass:
         return float(np.clip(self.upscale_to / long_side, 1.0, self.max_upscale)) if self.upscale_to else 1.0
 
 
+# Frames larger than this (longest side, px) are searched as a shrunk whole plus tiles at their own pixels
+# (CrowdFinder.find_in_large_frame); every mask-scenes photo the finder was fitted on is smaller.
+WORKING_SIZE = 640
+PART_OF_LARGER = 0.5  # a tile's face lying this much inside a face of the shrunk view is a part of that face
+
 # Raw thresholds are low on purpose: the fusion model, not the detector, decides what is a face.
 RAW_SCORE = {"yunet": 0.15, "blazeface_short": 0.2, "blazeface_full": 0.2}
 
@@ -74,6 +81,31 @@ def make_detector(kind: str, raw_score: float | None = None) -> Detector:
     if kind in ("blazeface_short", "blazeface_full"):
         return BlazeFaceDetector(kind.split("_")[1], score)
     raise ValueError(f"unknown detector {kind!r}")
+
+
+def frame_tiles(h: int, w: int, size: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """(x0, y0, x1, y1) tiles of ``size`` px covering an (h, w) frame, neighbours overlapping by at least
+    ``overlap`` px; the last row and column end at the frame's edge."""
+
+    def starts(length: int) -> list[int]:
+        if length <= size:
+            return [0]
+        step = size - overlap
+        n = -(-(length - size) // step) + 1
+        return sorted({min(i * step, length - size) for i in range(n)})
+
+    return [(x, y, min(w, x + size), min(h, y + size)) for y in starts(h) for x in starts(w)]
+
+
+def _shorter_side(boxes: np.ndarray) -> np.ndarray:
+    return np.min(boxes[:, 2:] - boxes[:, :2], axis=1) if len(boxes) else np.zeros((0,), np.float32)
+
+
+def _touches(boxes: np.ndarray, tile_wh: tuple[int, int], margin: float = 2.0) -> np.ndarray:
+    """(N, 4) bool: whether each box reaches the tile's left, top, right, bottom edge."""
+    tw, th = tile_wh
+    return np.stack([boxes[:, 0] <= margin, boxes[:, 1] <= margin, boxes[:, 2] >= tw - margin,
+                     boxes[:, 3] >= th - margin], axis=1) if len(boxes) else np.zeros((0, 4), bool)
 
 
 def _tiles(h: int, w: int, n: int, overlap: float) -> list[tuple[int, int, int, int]]:
@@ -230,6 +262,7 @@ class CrowdFinder:
     threshold: float | None = None
     refiner: CandidateRefiner | None = None
     contained: float = 0.0  # see select_faces; chosen with the refiner, out of fold on the train split
+    working_size: int | None = WORKING_SIZE  # frames larger than this are searched as a pyramid (find_in_large_frame)
     _detectors: dict[str, Detector] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -263,8 +296,50 @@ class CrowdFinder:
         return [run_pass(self.detector(p.detector), p, rgb) for p in self.passes]
 
     def find(self, rgb: np.ndarray) -> Faces:
-        """All faces in ``rgb`` (H, W, 3 uint8 RGB); ``scores`` are fused probabilities, ``detector`` is "crowd"."""
+        """All faces in ``rgb`` (H, W, 3 uint8 RGB), most probable first; ``scores`` are fused probabilities,
+        ``detector`` is "crowd"."""
+        if self.working_size is not None and max(rgb.shape[:2]) > self.working_size:
+            return self.find_in_large_frame(rgb)
         return self.fuse(self.run_passes(rgb), rgb)
+
+    def find_in_large_frame(self, rgb: np.ndarray) -> Faces:
+        """``find`` on a frame larger than ``working_size``, as two views that each look like the photos the passes,
+        refiner and fusion were fitted on (about 400 px, faces up to a few hundred px):
+
+        - the whole frame shrunk to ``working_size``, for the faces of at least ``overlap`` px (a quarter of it);
+        - overlapping tiles of ``working_size`` at the frame's own pixels, for the smaller faces; a face smaller than
+          the overlap lies whole inside some tile, so a box touching a tile's inner edge (a face cut by the tile) is
+          dropped.
+        Run whole, a 12-megapixel phone photo shows the passes faces far larger than any they were fitted on (and
+        BlazeFace, which shrinks its input to 128 px, none of the small ones): on train scenes enlarged 4x, 7% of
+        the masked faces >= 32 px were lost and false boxes more than tripled (docs/crowds.md)."""
+        h, w = rgb.shape[:2]
+        size = int(self.working_size)
+        overlap = size // 4
+        scale = size / max(h, w)
+        view = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        whole = self.fuse(self.run_passes(view), view)
+        whole.boxes, whole.landmarks = whole.boxes / scale, whole.landmarks / scale
+        whole = whole.select(np.flatnonzero(_shorter_side(whole.boxes) >= overlap))
+        parts = [whole]
+        for x0, y0, x1, y1 in frame_tiles(h, w, size, overlap):
+            tile = np.ascontiguousarray(rgb[y0:y1, x0:x1])
+            found = self.fuse(self.run_passes(tile), tile)
+            inner_edges = np.array([x0 > 0, y0 > 0, x1 < w, y1 < h])
+            cut = _touches(found.boxes, (x1 - x0, y1 - y0)) & inner_edges
+            keep = np.flatnonzero((_shorter_side(found.boxes) < overlap) & ~cut.any(axis=1))
+            found = found.select(keep)
+            found.boxes = found.boxes + np.array([x0, y0, x0, y0], np.float32)
+            # A tile may hold only part of a large face, and its eyes or mouth can pass for a small face there.
+            inside = intersection_matrix(whole.boxes, found.boxes).max(axis=0, initial=0.0) if len(found) else []
+            found = found.select(np.flatnonzero(np.asarray(inside) < PART_OF_LARGER * box_areas(found.boxes)))
+            found.landmarks = found.landmarks + np.array([x0, y0], np.float32)
+            parts.append(found)
+        faces = concat(parts, (h, w))
+        if len(faces) == 0:
+            return faces
+        # A face near ``overlap`` px may be found in both views, and one in two tiles' overlap twice.
+        return faces.select(nms(faces.boxes, faces.scores, 0.5))
 
     def fuse(self, per_pass: Sequence[Faces], rgb: np.ndarray, threshold: float | None = None) -> Faces:
         """The passes' boxes clustered, looked at again by the refiner (when there is one), scored and thresholded."""

@@ -1,0 +1,120 @@
+"""The crowd finder on frames far larger than the 400-px photos it was fitted on, against face_recognition.
+
+    python benchmarks/detect_large_frames.py                 # held-out split; results/detect_large_frames.json
+    python benchmarks/detect_large_frames.py --split train   # the split the working size was chosen on
+
+A phone or a 1080p camera gives frames of 2-12 megapixels; the mask-scenes photos are about 400 x 300. Two kinds of
+large frame are built from the real scenes, so that every face keeps its annotation:
+- ``mosaic K``: K x K scenes side by side at their own pixels (many small faces in one large frame);
+- ``enlarged F``: a scene enlarged F times (the same crowd, closer or sharper: large faces).
+Detections are mapped back onto each scene and scored there as ``benchmarks/detect_scenes.py`` scores a photo
+(IoU 0.5, size bands of the scene's own pixels, so every row judges the same faces), for
+``CrowdFinder.default()`` (large frames searched as a shrunk whole plus tiles, ``find_in_large_frame``), the
+same finder run on the whole frame at its own size (``working_size=None``, before the twenty-first session), and
+face_recognition's HOG (upsample 1) on the same frames, in the same run. The photos as they are come first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+from _common import write_result  # noqa: E402
+
+from periface.detect.crowd import CrowdFinder  # noqa: E402
+from periface.evaluation.datasets import require_datasets  # noqa: E402
+from periface.evaluation.detect_eval import goal_check, load_scene_image  # noqa: E402
+from periface.evaluation.detection import DetectionTally  # noqa: E402
+from periface.evaluation.voc import read_scenes, split_of  # noqa: E402
+
+BACKGROUND = 114  # grey where a mosaic's scenes are smaller than their cell
+
+
+def large_frames(scenes, kind: str, k: int):
+    """(frame, cells): each cell is (scene, x, y, scale) - where the scene's pixels sit in the frame."""
+    if kind == "enlarged":
+        for s in scenes:
+            rgb = load_scene_image(s)
+            yield (rgb if k == 1 else cv2.resize(rgb, None, fx=k, fy=k, interpolation=cv2.INTER_CUBIC)), [(s, 0, 0, k)]
+        return
+    for start in range(0, len(scenes) - k * k + 1, k * k):
+        group = scenes[start:start + k * k]
+        images = [load_scene_image(s) for s in group]
+        ch, cw = max(i.shape[0] for i in images), max(i.shape[1] for i in images)
+        frame = np.full((ch * k, cw * k, 3), BACKGROUND, np.uint8)
+        cells = []
+        for j, (s, im) in enumerate(zip(group, images)):
+            y, x = (j // k) * ch, (j % k) * cw
+            frame[y:y + im.shape[0], x:x + im.shape[1]] = im
+            cells.append((s, x, y, 1))
+        yield frame, cells
+
+
+def score(find, scenes, kind: str, k: int) -> dict:
+    """``find(rgb) -> (boxes, scores)`` over the large frames, tallied per scene in the scene's own pixels."""
+    tally, seconds, frames, shape = DetectionTally(), 0.0, 0, None
+    for frame, cells in large_frames(scenes, kind, k):
+        t0 = time.perf_counter()
+        boxes, scores = find(frame)
+        seconds += time.perf_counter() - t0
+        frames, shape = frames + 1, frame.shape
+        for s, x, y, scale in cells:
+            b = np.asarray(boxes, np.float32).reshape(-1, 4) / scale - np.array([x, y, x, y], np.float32)
+            h, w = load_scene_image(s).shape[:2] if kind == "mosaic" else (np.inf, np.inf)
+            cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+            mine = (cx >= 0) & (cx < w) & (cy >= 0) & (cy < h)  # a box belongs to the scene holding its centre
+            tally.add(s.boxes, s.states, b[mine], np.asarray(scores)[mine], s.difficult)
+    summary = tally.summary()
+    return {"frames": frames, "frame_size": [int(shape[1]), int(shape[0])], "seconds_per_frame": seconds / max(frames, 1),
+            "summary": summary, "goal": goal_check(summary, tally.goal_counts())}
+
+
+def main() -> int:
+    from periface.evaluation.reference import FaceRecognitionReference
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--split", choices=("test", "train"), default="test")
+    ap.add_argument("--limit", type=int, help="the first N scenes of the split")
+    ap.add_argument("--frames", nargs="*", default=["enlarged:1", "mosaic:3", "enlarged:3"],
+                    help="KIND:K with KIND mosaic or enlarged")
+    args = ap.parse_args()
+    scenes = [s for s in read_scenes(require_datasets() / "mask-scenes") if split_of(s.image.name) == args.split]
+    scenes = scenes[:args.limit] if args.limit else scenes
+    pyramid, whole, hog = CrowdFinder.default(), CrowdFinder.default(working_size=None), FaceRecognitionReference(upsample=1)
+    methods = {
+        "periface": lambda rgb: (lambda f: (f.boxes, f.scores))(pyramid.find(rgb)),
+        "periface, whole frame (before)": lambda rgb: (lambda f: (f.boxes, f.scores))(whole.find(rgb)),
+        "face_recognition": lambda rgb: (lambda b: (b, np.ones(len(b))))(hog.boxes(rgb)),
+    }
+    report: dict = {"split": args.split, "scenes": len(scenes), "working_size": pyramid.working_size, "frames": {}}
+    for spec in args.frames:
+        kind, k = spec.split(":")
+        report["frames"][spec] = {name: score(find, scenes, kind, int(k)) for name, find in methods.items()
+                                  if not (spec == "enlarged:1" and name.endswith("(before)"))}  # the same run there
+        print_rows(spec, report["frames"][spec])
+    write_result("detect_large_frames", report)
+    return 0
+
+
+def print_rows(spec: str, rows: dict) -> None:
+    for name, r in rows.items():
+        s = r["summary"]
+        ratio = r["seconds_per_frame"] / rows["face_recognition"]["seconds_per_frame"]
+        print(f"{spec:11s} {r['frame_size'][0]}x{r['frame_size'][1]:<5d} {name:31s} masked>=32 "
+              f"{s['masked>=32']['found']}/{s['masked>=32']['faces']}  false>=32 {s['>=32']['false_boxes']}/"
+              f"{s['>=32']['detections']}  small {s['small']['recall']:.3f}  all {s['all']['recall']:.3f}  "
+              f"AP {s['all']['ap']:.3f}  {r['seconds_per_frame']:.2f} s/frame ({ratio:.2f}x face_recognition)",
+              flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
