@@ -40,11 +40,13 @@ BACKGROUND = 114  # grey where a mosaic's scenes are smaller than their cell
 
 
 def large_frames(scenes, kind: str, k: int):
-    """(frame, cells): each cell is (scene, x, y, scale) - where the scene's pixels sit in the frame."""
+    """(frame, cells): each cell is (scene, x, y, scale, (h, w)) - where the scene's pixels sit in the frame, and
+    the scene's own size (a mosaic's boxes belong to the scene holding their centre)."""
     if kind == "enlarged":
         for s in scenes:
             rgb = load_scene_image(s)
-            yield (rgb if k == 1 else cv2.resize(rgb, None, fx=k, fy=k, interpolation=cv2.INTER_CUBIC)), [(s, 0, 0, k)]
+            frame = rgb if k == 1 else cv2.resize(rgb, None, fx=k, fy=k, interpolation=cv2.INTER_CUBIC)
+            yield frame, [(s, 0, 0, k, rgb.shape[:2])]
         return
     for start in range(0, len(scenes) - k * k + 1, k * k):
         group = scenes[start:start + k * k]
@@ -55,7 +57,7 @@ def large_frames(scenes, kind: str, k: int):
         for j, (s, im) in enumerate(zip(group, images)):
             y, x = (j // k) * ch, (j % k) * cw
             frame[y:y + im.shape[0], x:x + im.shape[1]] = im
-            cells.append((s, x, y, 1))
+            cells.append((s, x, y, 1, im.shape[:2]))
         yield frame, cells
 
 
@@ -67,15 +69,23 @@ def score(find, scenes, kind: str, k: int) -> dict:
         boxes, scores = find(frame)
         seconds += time.perf_counter() - t0
         frames, shape = frames + 1, frame.shape
-        for s, x, y, scale in cells:
+        for s, x, y, scale, (h, w) in cells:
             b = np.asarray(boxes, np.float32).reshape(-1, 4) / scale - np.array([x, y, x, y], np.float32)
-            h, w = load_scene_image(s).shape[:2] if kind == "mosaic" else (np.inf, np.inf)
             cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
             mine = (cx >= 0) & (cx < w) & (cy >= 0) & (cy < h)  # a box belongs to the scene holding its centre
             tally.add(s.boxes, s.states, b[mine], np.asarray(scores)[mine], s.difficult)
     summary = tally.summary()
-    return {"frames": frames, "frame_size": [int(shape[1]), int(shape[0])], "seconds_per_frame": seconds / max(frames, 1),
+    return {"frames": frames, "frame_size": [int(shape[1]), int(shape[0])],
+            "seconds_per_frame": seconds / max(frames, 1),
             "summary": summary, "goal": goal_check(summary, tally.goal_counts())}
+
+
+def boxes_and_scores(finder: CrowdFinder):
+    def find(rgb: np.ndarray):
+        faces = finder.find(rgb)
+        return faces.boxes, faces.scores
+
+    return find
 
 
 def main() -> int:
@@ -89,13 +99,13 @@ def main() -> int:
     args = ap.parse_args()
     scenes = [s for s in read_scenes(require_datasets() / "mask-scenes") if split_of(s.image.name) == args.split]
     scenes = scenes[:args.limit] if args.limit else scenes
-    pyramid, whole, hog = CrowdFinder.default(), CrowdFinder.default(working_size=None), FaceRecognitionReference(upsample=1)
+    hog = FaceRecognitionReference(upsample=1)
     methods = {
-        "periface": lambda rgb: (lambda f: (f.boxes, f.scores))(pyramid.find(rgb)),
-        "periface, whole frame (before)": lambda rgb: (lambda f: (f.boxes, f.scores))(whole.find(rgb)),
-        "face_recognition": lambda rgb: (lambda b: (b, np.ones(len(b))))(hog.boxes(rgb)),
+        "periface": boxes_and_scores(CrowdFinder.default()),
+        "periface, whole frame (before)": boxes_and_scores(CrowdFinder.default(working_size=None)),
+        "face_recognition": lambda rgb: (lambda b: (b, np.ones(len(b))))(hog.boxes(rgb)),  # HOG has no score
     }
-    report: dict = {"split": args.split, "scenes": len(scenes), "working_size": pyramid.working_size, "frames": {}}
+    report: dict = {"split": args.split, "scenes": len(scenes), "working_size": CrowdFinder.working_size, "frames": {}}
     for spec in args.frames:
         kind, k = spec.split(":")
         report["frames"][spec] = {name: score(find, scenes, kind, int(k)) for name, find in methods.items()

@@ -28,6 +28,7 @@ from periface.detect.crowd import (  # noqa: E402
     CALIBRATION_FILE, CrowdFinder, Fusion, Pass, candidate_features, cluster, correct_boxes, make_detector, run_pass,
 )
 from periface.evaluation.datasets import require_datasets  # noqa: E402
+from periface.evaluation.detect_eval import goal_sentence  # noqa: E402
 from periface.evaluation.detection import DetectionTally, lowest_threshold_keeping_precision  # noqa: E402
 from periface.evaluation.voc import read_scenes, split_of  # noqa: E402
 from periface.image import load_image  # noqa: E402
@@ -295,8 +296,6 @@ def print_summary(report: dict) -> None:
             for state, per in s["per_class"].items():
                 print(f"    {state:9s} " + "  ".join(f"{b} {_f(per[b]['recall'])} ({per[b]['faces']})"
                                                     for b in ("all", "small", "medium", "large")))
-    from periface.evaluation.detect_eval import goal_sentence
-
     for split, goal in report["goal"].items():
         print(f"== {split}: {goal_sentence(goal)}")
     for split, m in report["mask_state_of_faces_found"].items():

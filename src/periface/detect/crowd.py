@@ -229,8 +229,7 @@ def select_faces(boxes: np.ndarray, probability: np.ndarray, threshold: float, m
     >= ``min_face_px``; ``dedupe`` (boxes moved by the refiner) drops one of two boxes that now cover the same face;
     ``contained`` > 0 also drops a box of which at least that fraction lies inside a more probable, larger kept box
     (a part of a face - eyes, mouth - taken for a whole one)."""
-    side = np.min(boxes[:, 2:] - boxes[:, :2], axis=1) if len(boxes) else np.zeros((0,))
-    keep = np.flatnonzero((probability >= threshold) & (side >= min_face_px))
+    keep = np.flatnonzero((probability >= threshold) & (_shorter_side(boxes) >= min_face_px))
     keep = keep[np.argsort(-probability[keep])]
     if dedupe and len(keep):
         keep = keep[np.sort(nms(boxes[keep], probability[keep], 0.5))]
@@ -330,11 +329,10 @@ class CrowdFinder:
             keep = np.flatnonzero((_shorter_side(found.boxes) < overlap) & ~cut.any(axis=1))
             found = found.select(keep)
             found.boxes = found.boxes + np.array([x0, y0, x0, y0], np.float32)
-            # A tile may hold only part of a large face, and its eyes or mouth can pass for a small face there.
-            inside = intersection_matrix(whole.boxes, found.boxes).max(axis=0, initial=0.0) if len(found) else []
-            found = found.select(np.flatnonzero(np.asarray(inside) < PART_OF_LARGER * box_areas(found.boxes)))
             found.landmarks = found.landmarks + np.array([x0, y0], np.float32)
-            parts.append(found)
+            # A tile may hold only part of a large face, and its eyes or mouth can pass for a small face there.
+            inside = intersection_matrix(whole.boxes, found.boxes).max(axis=0, initial=0.0)
+            parts.append(found.select(np.flatnonzero(inside < PART_OF_LARGER * box_areas(found.boxes))))
         faces = concat(parts, (h, w))
         if len(faces) == 0:
             return faces

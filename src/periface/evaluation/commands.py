@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .report import Bars, pct, write_html, write_json
+from .report import Bars, pct, pct_or_dash, write_html, write_json
 
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluation protocols (LFW verification, identification, detection).")
 console = Console()
@@ -219,10 +219,6 @@ def run_detection_eval(folder: Path, voc_set, finder: str, reference: bool) -> d
     return doc
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None or x != x else pct(x)
-
-
 def detection_tables(doc: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     from .detect_eval import goal_sentence
 
@@ -239,14 +235,14 @@ def detection_tables(doc: dict) -> list[tuple[str, list[str], list[list[str]]]]:
             for m in methods:
                 r = det[m][key]
                 false = f", {r['false_boxes']} false" if "false_boxes" in r else ""
-                row += [f"{_pct(r['recall'])} ({r['found']}{false})", _pct(r.get("precision", float("nan"))),
-                        _pct(r.get("ap", float("nan")))]
+                row += [f"{pct_or_dash(r['recall'])} ({r['found']}{false})", pct_or_dash(r.get("precision")),
+                        pct_or_dash(r.get("ap"))]
             rows.append(row)
         for state, per in det["periface"]["per_class"].items():
             if per["all"]["faces"]:
                 row = [f"class {state} ({per['all']['faces']})"]
                 for m in methods:
-                    row += [_pct(det[m]["per_class"][state]["all"]["recall"]), "", ""]
+                    row += [pct_or_dash(det[m]["per_class"][state]["all"]["recall"]), "", ""]
                 rows.append(row)
         caption = (f"{'every image' if name == 'all' else 'images periface was not fitted on'}: "
                    f"{det['periface']['images']} images; {goal_sentence(subset['goal'])}")
@@ -256,8 +252,9 @@ def detection_tables(doc: dict) -> list[tuple[str, list[str], list[list[str]]]]:
             said = ["none", "correct", "incorrect"]
             rows = [[f"annotated {t} ({sum(c.values())})"] + [str(c[s]) for s in said]
                     for t, c in mask["confusion"].items()]
-            tables.append((f"mask state of the faces found ({name}): three-way {_pct(mask['three_way_accuracy'])}, "
-                           f"masked vs none {_pct(mask['masked_vs_none_accuracy'])}", ["", *said], rows))
+            tables.append((f"mask state of the faces found ({name}): three-way "
+                           f"{pct_or_dash(mask['three_way_accuracy'])}, masked vs none "
+                           f"{pct_or_dash(mask['masked_vs_none_accuracy'])}", ["", *said], rows))
     seconds = doc["seconds_per_image"]
     tables.append(("seconds per image", list(seconds) + (["ratio"] if len(seconds) > 1 else []),
                    [[f"{v:.3f}" for v in seconds.values()]

@@ -23,12 +23,12 @@ from ..faces import MASK_STATES
 from ..image import load_image
 from ..models import PACKAGE_DATA, file_sha256
 from .detection import DetectionTally
-from .metrics import percentile_interval, resampled_sums
+from .metrics import BOOTSTRAP_RESAMPLES, percentile_interval, resampled_sums
+from .report import pct_or_dash
 from .voc import Scene
 
 FITTING_IMAGES = PACKAGE_DATA / "crowd_fitting_images.txt"
 GOAL = {"masked>=32 recall": 0.95, "false boxes >=32": 0.05}
-GOAL_RESAMPLES = 2000
 NEAR_DUPLICATE_BITS = 10  # of 256: re-encoded copies of one photo differ by 0-2 here, different photos by 30+
 
 
@@ -198,7 +198,7 @@ def goal_met(recall: np.ndarray, false_share: np.ndarray) -> np.ndarray:
         return (recall >= GOAL["masked>=32 recall"]) & (false_share <= GOAL["false boxes >=32"])
 
 
-def goal_interval(counts: np.ndarray, resamples: int = GOAL_RESAMPLES, level: float = 0.95,
+def goal_interval(counts: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, level: float = 0.95,
                   seed: int = 0) -> dict[str, Any] | None:
     """How far the goal's two numbers can be trusted on this many photos: percentile intervals over ``resamples``
     bootstrap draws of the images (``DetectionTally.goal_counts``), and the share of draws in which the goal holds
@@ -235,15 +235,11 @@ def goal_check(detection: dict[str, Any], counts: np.ndarray | None = None) -> d
 def goal_sentence(goal: dict[str, Any]) -> str:
     """The goal's verdict with its numbers and, when there is one, how sure they are on this many photos."""
     text = (f"goal (masked >= 32 px recall >= 95%, <= 5% false boxes >= 32 px) {'met' if goal['met'] else 'not met'}: "
-            f"recall {_percent(goal['masked>=32 recall'])}, false boxes {_percent(goal['false boxes >=32'])}")
+            f"recall {pct_or_dash(goal['masked>=32 recall'])}, false boxes {pct_or_dash(goal['false boxes >=32'])}")
     interval = goal.get("interval")
     if interval:
         (r0, r1), (f0, f1) = interval["masked>=32 recall"], interval["false boxes >=32"]
         text += (f" ({interval['level']:.0%} intervals over {interval['resamples']} resamples of the images: recall "
-                 f"{_percent(r0)}-{_percent(r1)}, false {_percent(f0)}-{_percent(f1)}; the goal holds in "
+                 f"{pct_or_dash(r0)}-{pct_or_dash(r1)}, false {pct_or_dash(f0)}-{pct_or_dash(f1)}; the goal holds in "
                  f"{interval['share_of_resamples_meeting_goal']:.0%} of them)")
     return text
-
-
-def _percent(x: float | None) -> str:
-    return "-" if x is None or x != x else f"{100 * x:.2f}%"

@@ -78,7 +78,10 @@ def verification_summary(scores: np.ndarray, same: np.ndarray, folds: np.ndarray
             "tar_at_far_1e-3": tar_at_far(scores, same, 1e-3)[0], "eer": eer(scores, same)}
 
 
-def resampled_sums(counts: np.ndarray, resamples: int = 2000, seed: int = 0) -> np.ndarray:
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def resampled_sums(counts: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> np.ndarray:
     """(resamples, K) column sums of ``counts`` (G, K) over bootstrap draws of its G rows with replacement.
 
     A row is one photo (its faces found, its faces, ...): faces of one photo share its light, camera and annotator,

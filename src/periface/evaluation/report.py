@@ -72,6 +72,11 @@ def pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
 
+def pct_or_dash(x: float | None) -> str:
+    """``pct``, or "-" where there is nothing to measure (None or NaN)."""
+    return "-" if x is None or x != x else pct(x)
+
+
 def save_line_plot(out_png: Path, title: str, xlabel: str, ylabel: str, series: list[tuple], *,
                    xlog: bool = False, xlim: tuple[float, float] | None = None) -> None:
     """One PNG line plot; ``series`` holds (x, y, label, matplotlib keyword arguments) tuples."""
