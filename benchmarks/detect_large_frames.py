@@ -3,15 +3,21 @@
     python benchmarks/detect_large_frames.py                 # held-out split; results/detect_large_frames.json
     python benchmarks/detect_large_frames.py --split train   # the split the working size was chosen on
 
-A phone or a 1080p camera gives frames of 2-12 megapixels; the mask-scenes photos are about 400 x 300. Two kinds of
-large frame are built from the real scenes, so that every face keeps its annotation:
-- ``mosaic K``: K x K scenes side by side at their own pixels (many small faces in one large frame);
-- ``enlarged F``: a scene enlarged F times (the same crowd, closer or sharper: large faces).
+A phone or a 1080p camera gives frames of 2-12 megapixels; the mask-scenes photos are about 400 x 300. Three kinds
+of large frame are built from the real scenes, so that every face keeps its annotation:
+- ``mosaic:K``: K x K scenes side by side at their own pixels (many small faces in one large frame);
+  ``mosaic:K@Z`` enlarges each scene Z times first (faces of up to a few hundred px, still sharp in the shrunk
+  views of the pyramid, as in a phone photo of a crowd);
+- ``enlarged:F``: a scene enlarged F times (the same crowd, closer: large faces);
+- ``longer:N``: a scene enlarged until its longer side is N px (``longer:4032``: a 12-megapixel phone photo).
+An enlarged scene is blurred at its own pixels, which a real photo is not, so these frames favour the coarse views.
 Detections are mapped back onto each scene and scored there as ``benchmarks/detect_scenes.py`` scores a photo
 (IoU 0.5, size bands of the scene's own pixels, so every row judges the same faces), for
-``CrowdFinder.default()`` (large frames searched as a shrunk whole plus tiles, ``find_in_large_frame``), the
-same finder run on the whole frame at its own size (``working_size=None``, before the twenty-first session), and
-face_recognition's HOG (upsample 1) on the same frames, in the same run. The photos as they are come first.
+``CrowdFinder.default()`` (large frames searched as a pyramid of shrunk views and tiles, ``find_in_large_frame``),
+the same with two levels only (the shrunk whole and tiles at the frame's pixels, ``level_ratio=inf``: the same as
+the default on frames up to 2,560 px), the same finder run on the whole frame at its own size (``working_size=None``,
+before the twenty-first session), and face_recognition's HOG (upsample 1) on the same frames, in the same run. The
+photos as they are come first.
 """
 
 from __future__ import annotations
@@ -39,38 +45,41 @@ from periface.evaluation.voc import read_scenes, split_of  # noqa: E402
 BACKGROUND = 114  # grey where a mosaic's scenes are smaller than their cell
 
 
-def large_frames(scenes, kind: str, k: int):
-    """(frame, cells): each cell is (scene, x, y, scale, (h, w)) - where the scene's pixels sit in the frame, and
-    the scene's own size (a mosaic's boxes belong to the scene holding their centre)."""
-    if kind == "enlarged":
+def large_frames(scenes, kind: str, k: int, zoom: float = 1.0):
+    """(frame, cells): each cell is (scene, x, y, scale, (h, w)) - where the scene's pixels sit in the frame, how
+    much they were enlarged, and the scene's own size (a mosaic's boxes belong to the scene holding their centre)."""
+    if kind in ("enlarged", "longer"):
         for s in scenes:
             rgb = load_scene_image(s)
-            frame = rgb if k == 1 else cv2.resize(rgb, None, fx=k, fy=k, interpolation=cv2.INTER_CUBIC)
-            yield frame, [(s, 0, 0, k, rgb.shape[:2])]
+            f = k if kind == "enlarged" else k / max(rgb.shape[:2])
+            frame = rgb if f == 1 else cv2.resize(rgb, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC)
+            yield frame, [(s, 0, 0, frame.shape[1] / rgb.shape[1], rgb.shape[:2])]
         return
     for start in range(0, len(scenes) - k * k + 1, k * k):
         group = scenes[start:start + k * k]
-        images = [load_scene_image(s) for s in group]
+        originals = [load_scene_image(s) for s in group]
+        images = [i if zoom == 1 else cv2.resize(i, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC)
+                  for i in originals]
         ch, cw = max(i.shape[0] for i in images), max(i.shape[1] for i in images)
         frame = np.full((ch * k, cw * k, 3), BACKGROUND, np.uint8)
         cells = []
-        for j, (s, im) in enumerate(zip(group, images)):
+        for j, (s, im, original) in enumerate(zip(group, images, originals)):
             y, x = (j // k) * ch, (j % k) * cw
             frame[y:y + im.shape[0], x:x + im.shape[1]] = im
-            cells.append((s, x, y, 1, im.shape[:2]))
+            cells.append((s, x, y, im.shape[1] / original.shape[1], original.shape[:2]))
         yield frame, cells
 
 
-def score(find, scenes, kind: str, k: int) -> dict:
+def score(find, scenes, kind: str, k: int, zoom: float = 1.0) -> dict:
     """``find(rgb) -> (boxes, scores)`` over the large frames, tallied per scene in the scene's own pixels."""
     tally, seconds, frames, shape = DetectionTally(), 0.0, 0, None
-    for frame, cells in large_frames(scenes, kind, k):
+    for frame, cells in large_frames(scenes, kind, k, zoom):
         t0 = time.perf_counter()
         boxes, scores = find(frame)
         seconds += time.perf_counter() - t0
         frames, shape = frames + 1, frame.shape
         for s, x, y, scale, (h, w) in cells:
-            b = np.asarray(boxes, np.float32).reshape(-1, 4) / scale - np.array([x, y, x, y], np.float32)
+            b = (np.asarray(boxes, np.float32).reshape(-1, 4) - np.array([x, y, x, y], np.float32)) / scale
             cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
             mine = (cx >= 0) & (cx < w) & (cy >= 0) & (cy < h)  # a box belongs to the scene holding its centre
             tally.add(s.boxes, s.states, b[mine], np.asarray(scores)[mine], s.difficult)
@@ -94,25 +103,36 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--split", choices=("test", "train"), default="test")
     ap.add_argument("--limit", type=int, help="the first N scenes of the split")
-    ap.add_argument("--frames", nargs="*", default=["enlarged:1", "mosaic:3", "enlarged:3"],
-                    help="KIND:K with KIND mosaic or enlarged")
+    ap.add_argument("--frames", nargs="*", default=["enlarged:1", "mosaic:3", "enlarged:3", "mosaic:3@2.5",
+                                                         "longer:4032"],
+                    help="KIND:K[@ZOOM] with KIND mosaic, enlarged or longer; ZOOM enlarges a mosaic's scenes first")
     args = ap.parse_args()
     scenes = [s for s in read_scenes(require_datasets() / "mask-scenes") if split_of(s.image.name) == args.split]
     scenes = scenes[:args.limit] if args.limit else scenes
     hog = FaceRecognitionReference(upsample=1)
     methods = {
         "periface": boxes_and_scores(CrowdFinder.default()),
+        "periface, two levels (before)": boxes_and_scores(CrowdFinder.default(level_ratio=np.inf)),
         "periface, whole frame (before)": boxes_and_scores(CrowdFinder.default(working_size=None)),
         "face_recognition": lambda rgb: (lambda b: (b, np.ones(len(b))))(hog.boxes(rgb)),  # HOG has no score
     }
     report: dict = {"split": args.split, "scenes": len(scenes), "working_size": CrowdFinder.working_size, "frames": {}}
     for spec in args.frames:
-        kind, k = spec.split(":")
-        report["frames"][spec] = {name: score(find, scenes, kind, int(k)) for name, find in methods.items()
+        kind, k, zoom = parse_frames(spec)
+        report["frames"][spec] = {name: score(find, scenes, kind, k, zoom) for name, find in methods.items()
                                   if not (spec == "enlarged:1" and name.endswith("(before)"))}  # the same run there
         print_rows(spec, report["frames"][spec])
     write_result("detect_large_frames", report)
     return 0
+
+
+def parse_frames(spec: str) -> tuple[str, int, float]:
+    """"mosaic:3@2.5" -> ("mosaic", 3, 2.5): kind, K and how much each scene is enlarged first (1 if not given)."""
+    kind, _, rest = spec.partition(":")
+    k, _, zoom = rest.partition("@")
+    if kind not in ("mosaic", "enlarged", "longer") or not k.isdigit():
+        raise SystemExit(f"--frames: {spec!r} is not KIND:K[@ZOOM] with KIND mosaic, enlarged or longer")
+    return kind, int(k), float(zoom or 1)
 
 
 def print_rows(spec: str, rows: dict) -> None:

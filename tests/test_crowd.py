@@ -133,6 +133,40 @@ def test_a_large_frame_is_searched_as_a_shrunk_whole_and_tiles(crowd, fixtures):
     assert np.all(np.diff(found.scores) <= 0)  # most probable first
 
 
+@pytest.mark.parametrize("longer_side", [641, 1920, 2560, 2561, 4032, 12000, 40000])
+def test_pyramid_levels_share_out_every_face_size_and_see_each_at_a_fitted_size(longer_side):
+    from periface.detect.crowd import LEVEL_BAND_SLACK, pyramid
+
+    size, overlap = 640, 160
+    levels = pyramid(longer_side, size, overlap, ratio=4.0)
+    assert levels[0].scale == size / longer_side and levels[-1].scale == 1.0
+    assert len(levels) == (2 if longer_side <= 4 * size else 3 if longer_side <= 16 * size else 4 if
+                           longer_side <= 64 * size else 5)
+    # coarsest first; every face size kept by one level, or by two near a limit (a face measured just under the
+    # limit at one level and just over it at the next must not fall between them)
+    assert levels[0].largest == np.inf and levels[-1].smallest == 0.0
+    assert all(a.smallest == pytest.approx(LEVEL_BAND_SLACK * b.largest) and a.scale < b.scale
+               for a, b in zip(levels, levels[1:]))
+    for level in levels[1:]:  # a tiled level sees its faces whole (< overlap) ...
+        assert level.largest * level.scale == pytest.approx(overlap)
+    for level in levels[:-1]:  # ... and no level but the finest sees them below 3/4 of overlap / ratio = 30 px
+        assert level.smallest * level.scale >= LEVEL_BAND_SLACK * overlap / 4 - 1e-6
+    assert [lv.scale for lv in pyramid(longer_side, size, overlap, ratio=np.inf)] == [size / longer_side, 1.0]
+
+
+def test_a_frame_over_four_working_sizes_finds_its_faces_on_a_middle_level(crowd, fixtures):
+    from periface.detect.crowd import pyramid
+
+    rgb = load_image(fixtures / "two_people.jpg")
+    enlarged = cv2.resize(rgb, None, fx=2.5, fy=2.5, interpolation=cv2.INTER_CUBIC)  # 2815 px, faces of ~400 px
+    levels = pyramid(max(enlarged.shape[:2]), 640, 160, 4.0)
+    assert [round(lv.scale, 3) for lv in levels] == [0.227, 0.25, 1.0]
+    whole, found = crowd.find(rgb), crowd.find(enlarged)
+    assert len(found) == 2 and np.all(iou_matrix(found.boxes / 2.5, whole.boxes).max(axis=1) > 0.7)
+    sides = np.min(found.boxes[:, 2:] - found.boxes[:, :2], axis=1)
+    assert np.all((sides >= levels[1].smallest) & (sides < levels[1].largest))  # the middle level's faces
+
+
 def test_crowd_finder_finds_nothing_in_a_blank_image(crowd):
     assert len(crowd.find(np.full((240, 320, 3), 127, np.uint8))) == 0
 

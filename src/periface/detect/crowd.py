@@ -3,8 +3,9 @@
 Scenes such as a subway entrance hold many small, mostly masked faces. No single detector finds them all: YuNet
 finds small faces but also fires on texture; BlazeFace is precise on close faces but blind below ~40 px. So:
 
-0. **large frames** - a frame longer than ``WORKING_SIZE`` is searched as its shrunk whole plus tiles at its own
-   pixels, each view going through the steps below like a photo of the fitted size (``find_in_large_frame``);
+0. **large frames** - a frame longer than ``WORKING_SIZE`` is searched as a pyramid: its shrunk whole, tiles at its
+   own pixels and, for frames over four times that size, tiles of views between; each view goes through the steps
+   below like a photo of the fitted size (``find_in_large_frame``);
 1. **passes** - each detector runs on the image upscaled (small photos) or cut into overlapping tiles, at a low
    raw threshold;
 2. **clusters** - boxes of all passes that overlap (IoU >= ``cluster_iou``) are one candidate face;
@@ -65,10 +66,14 @@ class Pass:
         return float(np.clip(self.upscale_to / long_side, 1.0, self.max_upscale)) if self.upscale_to else 1.0
 
 
-# Frames larger than this (longest side, px) are searched as a shrunk whole plus tiles at their own pixels
+# Frames larger than this (longest side, px) are searched as a pyramid of shrunk views and tiles
 # (CrowdFinder.find_in_large_frame); every mask-scenes photo the finder was fitted on is smaller.
 WORKING_SIZE = 640
-PART_OF_LARGER = 0.5  # a tile's face lying this much inside a face of the shrunk view is a part of that face
+PART_OF_LARGER = 0.5  # a tile's face lying this much inside a face of a coarser level is a part of that face
+LEVEL_RATIO = 4.0  # = working size / tile overlap: each level keeps the faces of 40-160 px of its own
+# A coarser level also keeps faces down to this share of its lower limit: a face measured just under the limit there
+# and just over it at the finer level would otherwise be kept by neither (the final NMS merges the two boxes).
+LEVEL_BAND_SLACK = 0.75
 
 # Raw thresholds are low on purpose: the fusion model, not the detector, decides what is a face.
 RAW_SCORE = {"yunet": 0.15, "blazeface_short": 0.2, "blazeface_full": 0.2}
@@ -95,6 +100,30 @@ def frame_tiles(h: int, w: int, size: int, overlap: int) -> list[tuple[int, int,
         return sorted({min(i * step, length - size) for i in range(n)})
 
     return [(x, y, min(w, x + size), min(h, y + size)) for y in starts(h) for x in starts(w)]
+
+
+@dataclass(frozen=True)
+class PyramidLevel:
+    """One view of a large frame: the frame scaled by ``scale``, keeping the faces whose shorter side, in the
+    frame's own px, is in [smallest, largest)."""
+
+    scale: float
+    smallest: float
+    largest: float
+
+
+def pyramid(longer_side: int, size: int, overlap: int, ratio: float,
+            slack: float = LEVEL_BAND_SLACK) -> list[PyramidLevel]:
+    """A large frame's levels, coarsest first: the whole frame shrunk to ``size``; the frame shrunk by ``ratio``**k
+    for each k > 0 that leaves it longer than ``size``; the frame itself. Every level but the coarsest is searched
+    in tiles overlapping by ``overlap``, so it sees faces smaller than ``overlap`` of its own px whole; larger faces
+    are left to the next coarser level, which keeps them down to ``slack`` times that limit."""
+    finer = [1.0]
+    while longer_side * finer[-1] / ratio > size:
+        finer.append(finer[-1] / ratio)
+    scales = [size / longer_side] + finer[::-1]
+    return [PyramidLevel(scale, slack * overlap / scales[i + 1] if i + 1 < len(scales) else 0.0,
+                         overlap / scale if i > 0 else np.inf) for i, scale in enumerate(scales)]
 
 
 def _shorter_side(boxes: np.ndarray) -> np.ndarray:
@@ -262,6 +291,7 @@ class CrowdFinder:
     refiner: CandidateRefiner | None = None
     contained: float = 0.0  # see select_faces; chosen with the refiner, out of fold on the train split
     working_size: int | None = WORKING_SIZE  # frames larger than this are searched as a pyramid (find_in_large_frame)
+    level_ratio: float = LEVEL_RATIO  # the most two neighbouring pyramid levels' scales differ; inf: two levels only
     _detectors: dict[str, Detector] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -302,42 +332,53 @@ class CrowdFinder:
         return self.fuse(self.run_passes(rgb), rgb)
 
     def find_in_large_frame(self, rgb: np.ndarray) -> Faces:
-        """``find`` on a frame larger than ``working_size``, as two views that each look like the photos the passes,
-        refiner and fusion were fitted on (about 400 px, faces up to a few hundred px):
-
-        - the whole frame shrunk to ``working_size``, for the faces of at least ``overlap`` px (a quarter of it);
-        - overlapping tiles of ``working_size`` at the frame's own pixels, for the smaller faces; a face smaller than
-          the overlap lies whole inside some tile, so a box touching a tile's inner edge (a face cut by the tile) is
-          dropped.
+        """``find`` on a frame larger than ``working_size``, as a pyramid of views that each look like the photos
+        the passes, refiner and fusion were fitted on (about 400 px, faces from a few px to a few hundred), see
+        ``pyramid``: the whole frame shrunk to ``working_size`` for the largest faces, tiles of ``working_size`` at the
+        frame's own pixels for the smallest, and for frames over ``level_ratio`` (4) times ``working_size`` tiles of
+        views between, each 4 times coarser than the next, each keeping the faces of 40-160 px of its own. The
+        tiles overlap by a quarter of their size, so a face smaller than that lies whole inside some tile, and a
+        box touching a tile's inner edge (a face cut by the tile) is dropped.
         Run whole, a 12-megapixel phone photo shows the passes faces far larger than any they were fitted on (and
         BlazeFace, which shrinks its input to 128 px, none of the small ones): on train scenes enlarged 4x, 7% of
         the masked faces >= 32 px were lost and false boxes more than tripled (docs/crowds.md)."""
         h, w = rgb.shape[:2]
         size = int(self.working_size)
         overlap = size // 4
-        scale = size / max(h, w)
-        view = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-        whole = self.fuse(self.run_passes(view), view)
-        whole.boxes, whole.landmarks = whole.boxes / scale, whole.landmarks / scale
-        whole = whole.select(np.flatnonzero(_shorter_side(whole.boxes) >= overlap))
-        parts = [whole]
-        for x0, y0, x1, y1 in frame_tiles(h, w, size, overlap):
-            tile = np.ascontiguousarray(rgb[y0:y1, x0:x1])
-            found = self.fuse(self.run_passes(tile), tile)
-            inner_edges = np.array([x0 > 0, y0 > 0, x1 < w, y1 < h])
-            cut = _touches(found.boxes, (x1 - x0, y1 - y0)) & inner_edges
-            keep = np.flatnonzero((_shorter_side(found.boxes) < overlap) & ~cut.any(axis=1))
-            found = found.select(keep)
-            found.boxes = found.boxes + np.array([x0, y0, x0, y0], np.float32)
-            found.landmarks = found.landmarks + np.array([x0, y0], np.float32)
-            # A tile may hold only part of a large face, and its eyes or mouth can pass for a small face there.
-            inside = intersection_matrix(whole.boxes, found.boxes).max(axis=0, initial=0.0)
-            parts.append(found.select(np.flatnonzero(inside < PART_OF_LARGER * box_areas(found.boxes))))
+        parts: list[Faces] = []
+        for level in pyramid(max(h, w), size, overlap, self.level_ratio):
+            view = rgb if level.scale == 1.0 else cv2.resize(
+                rgb, (max(1, round(w * level.scale)), max(1, round(h * level.scale))), interpolation=cv2.INTER_AREA)
+            found = self._find_in_tiles(view, size, overlap)
+            found.boxes, found.landmarks = found.boxes / level.scale, found.landmarks / level.scale
+            side = _shorter_side(found.boxes)
+            found = found.select(np.flatnonzero((side >= level.smallest) & (side < level.largest)))
+            if parts:
+                # A tile may hold only part of a large face, and its eyes or mouth can pass for a small face there.
+                coarser = np.concatenate([f.boxes for f in parts])
+                inside = intersection_matrix(coarser, found.boxes).max(axis=0, initial=0.0)
+                found = found.select(np.flatnonzero(inside < PART_OF_LARGER * box_areas(found.boxes)))
+            parts.append(found)
         faces = concat(parts, (h, w))
         if len(faces) == 0:
             return faces
-        # A face near ``overlap`` px may be found in both views, and one in two tiles' overlap twice.
+        # A face near a level's size limit may be found at both levels, and one in two tiles' overlap twice.
         return faces.select(nms(faces.boxes, faces.scores, 0.5))
+
+    def _find_in_tiles(self, view: np.ndarray, size: int, overlap: int) -> Faces:
+        """The faces of ``view`` searched tile by tile (one tile if it fits ``size``), without the faces cut by an
+        inner tile edge, in ``view``'s pixels."""
+        h, w = view.shape[:2]
+        parts = []
+        for x0, y0, x1, y1 in frame_tiles(h, w, size, overlap):
+            tile = view if (x1 - x0, y1 - y0) == (w, h) else np.ascontiguousarray(view[y0:y1, x0:x1])
+            found = self.fuse(self.run_passes(tile), tile)
+            inner_edges = np.array([x0 > 0, y0 > 0, x1 < w, y1 < h])
+            found = found.select(np.flatnonzero(~(_touches(found.boxes, (x1 - x0, y1 - y0)) & inner_edges).any(axis=1)))
+            found.boxes = found.boxes + np.array([x0, y0, x0, y0], np.float32)
+            found.landmarks = found.landmarks + np.array([x0, y0], np.float32)
+            parts.append(found)
+        return concat(parts, (h, w))
 
     def fuse(self, per_pass: Sequence[Faces], rgb: np.ndarray, threshold: float | None = None) -> Faces:
         """The passes' boxes clustered, looked at again by the refiner (when there is one), scored and thresholded."""
