@@ -103,7 +103,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--split", choices=("test", "train"), default="test")
     ap.add_argument("--limit", type=int, help="the first N scenes of the split")
-    ap.add_argument("--frames", nargs="*", default=["enlarged:1", "mosaic:3", "enlarged:3", "mosaic:3@2.5",
+    ap.add_argument("--frames", nargs="*", default=["enlarged:1", "mosaic:3", "enlarged:3", "mosaic:4@2.5",
                                                          "longer:4032"],
                     help="KIND:K[@ZOOM] with KIND mosaic, enlarged or longer; ZOOM enlarges a mosaic's scenes first")
     args = ap.parse_args()

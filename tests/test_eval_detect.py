@@ -257,3 +257,36 @@ def test_goal_interval_resamples_images():
     tally.add(np.array([[0, 0, 40, 40]]), ["correct"], np.array([[0, 0, 40, 40]]), np.array([0.9]))
     goal = goal_check(tally.summary(), tally.goal_counts())
     assert goal["met"] and goal["interval"]["share_of_resamples_meeting_goal"] == 1.0
+
+
+def test_the_large_frame_benchmark_maps_each_scene_into_its_frame_and_back(tmp_path):
+    """A finder that returns every annotated box where the frame builder put it must score 100% with no false box,
+    for mosaics of enlarged scenes, enlarged scenes and scenes enlarged to a given length."""
+    import importlib.util
+
+    from periface.evaluation.voc import Scene
+
+    spec = importlib.util.spec_from_file_location(
+        "detect_large_frames", Path(__file__).parents[1] / "benchmarks" / "detect_large_frames.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rng = np.random.default_rng(0)
+    scenes = []
+    for i, (h, w) in enumerate([(200, 300), (240, 260), (180, 320), (200, 200), (220, 300)]):
+        path = tmp_path / f"scene_{i}.png"
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path)
+        boxes = np.array([[10, 20, 60, 80], [w - 50, h - 45, w - 5, h - 3]], np.float32) + i
+        scenes.append(Scene(path, boxes, ["correct", "none"]))
+    assert bench.parse_frames("mosaic:2@2.5") == ("mosaic", 2, 2.5) and bench.parse_frames("longer:900")[2] == 1.0
+    for kind, k, zoom in [("mosaic", 2, 2.5), ("enlarged", 3, 1.0), ("longer", 900, 1.0)]:
+        frames = list(bench.large_frames(scenes, kind, k, zoom))
+        if kind == "mosaic":
+            assert len(frames) == 1 and frames[0][0].shape[:2] == (1200, 1600)  # 2 x 2 cells of the largest scene, 2.5x
+        else:
+            assert len(frames) == 5 and all(max(f.shape[:2]) == 900 for f, _ in frames) == (kind == "longer")
+        truth = iter([np.concatenate([s.boxes * scale + np.array([x, y, x, y], np.float32)
+                                      for s, x, y, scale, _ in cells]) for _, cells in frames])
+        result = bench.score(lambda rgb: (lambda b: (b, np.ones(len(b))))(next(truth)), scenes, kind, k, zoom)
+        summary = result["summary"]
+        assert summary["all"]["recall"] == 1.0 and summary["all"]["false_boxes"] == 0
+        assert summary["faces"] == (8 if kind == "mosaic" else 10)
