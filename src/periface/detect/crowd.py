@@ -70,7 +70,7 @@ class Pass:
 # (CrowdFinder.find_in_large_frame); every mask-scenes photo the finder was fitted on is smaller.
 WORKING_SIZE = 640
 PART_OF_LARGER = 0.5  # a tile's face lying this much inside a face of a coarser level is a part of that face
-LEVEL_RATIO = 4.0  # = working size / tile overlap: each level keeps the faces of 40-160 px of its own
+LEVEL_RATIO = 4.0  # = working size / tile overlap: a level between keeps faces of 40 (30, see below) to 160 px
 # A coarser level also keeps faces down to this share of its lower limit: a face measured just under the limit there
 # and just over it at the finer level would otherwise be kept by neither (the final NMS merges the two boxes).
 LEVEL_BAND_SLACK = 0.75
@@ -336,7 +336,7 @@ class CrowdFinder:
         the passes, refiner and fusion were fitted on (about 400 px, faces from a few px to a few hundred), see
         ``pyramid``: the whole frame shrunk to ``working_size`` for the largest faces, tiles of ``working_size`` at the
         frame's own pixels for the smallest, and for frames over ``level_ratio`` (4) times ``working_size`` tiles of
-        views between, each 4 times coarser than the next, each keeping the faces of 40-160 px of its own. The
+        views between, each 4 times coarser than the next, each keeping the faces of 30-160 px of its own. The
         tiles overlap by a quarter of their size, so a face smaller than that lies whole inside some tile, and a
         box touching a tile's inner edge (a face cut by the tile) is dropped.
         Run whole, a 12-megapixel phone photo shows the passes faces far larger than any they were fitted on (and
@@ -374,7 +374,8 @@ class CrowdFinder:
             tile = view if (x1 - x0, y1 - y0) == (w, h) else np.ascontiguousarray(view[y0:y1, x0:x1])
             found = self.fuse(self.run_passes(tile), tile)
             inner_edges = np.array([x0 > 0, y0 > 0, x1 < w, y1 < h])
-            found = found.select(np.flatnonzero(~(_touches(found.boxes, (x1 - x0, y1 - y0)) & inner_edges).any(axis=1)))
+            cut = (_touches(found.boxes, (x1 - x0, y1 - y0)) & inner_edges).any(axis=1)
+            found = found.select(np.flatnonzero(~cut))
             found.boxes = found.boxes + np.array([x0, y0, x0, y0], np.float32)
             found.landmarks = found.landmarks + np.array([x0, y0], np.float32)
             parts.append(found)
