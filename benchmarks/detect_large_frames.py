@@ -45,21 +45,23 @@ from periface.evaluation.voc import read_scenes, split_of  # noqa: E402
 BACKGROUND = 114  # grey where a mosaic's scenes are smaller than their cell
 
 
+def enlarge(rgb: np.ndarray, factor: float) -> np.ndarray:
+    return rgb if factor == 1 else cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+
+
 def large_frames(scenes, kind: str, k: int, zoom: float = 1.0):
     """(frame, cells): each cell is (scene, x, y, scale, (h, w)) - where the scene's pixels sit in the frame, how
     much they were enlarged, and the scene's own size (a mosaic's boxes belong to the scene holding their centre)."""
     if kind in ("enlarged", "longer"):
         for s in scenes:
             rgb = load_scene_image(s)
-            f = k if kind == "enlarged" else k / max(rgb.shape[:2])
-            frame = rgb if f == 1 else cv2.resize(rgb, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC)
+            frame = enlarge(rgb, k if kind == "enlarged" else k / max(rgb.shape[:2]))
             yield frame, [(s, 0, 0, frame.shape[1] / rgb.shape[1], rgb.shape[:2])]
         return
     for start in range(0, len(scenes) - k * k + 1, k * k):
         group = scenes[start:start + k * k]
         originals = [load_scene_image(s) for s in group]
-        images = [i if zoom == 1 else cv2.resize(i, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC)
-                  for i in originals]
+        images = [enlarge(i, zoom) for i in originals]
         ch, cw = max(i.shape[0] for i in images), max(i.shape[1] for i in images)
         frame = np.full((ch * k, cw * k, 3), BACKGROUND, np.uint8)
         cells = []
