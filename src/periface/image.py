@@ -151,6 +151,18 @@ def _from_array(arr: np.ndarray, label: str, settings: Settings) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def scaled(image: np.ndarray, scale: float) -> np.ndarray:
+    """``image`` resized by ``scale``, each side rounded to at least 1 px: pixels averaged when shrinking, cubic when
+    enlarging; ``image`` itself when ``scale`` is 1."""
+    import cv2
+
+    if scale == 1.0:
+        return image
+    h, w = image.shape[:2]
+    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                      interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+
+
 def context_crop(rgb: np.ndarray, box: np.ndarray, context: float, size: int) -> np.ndarray:
     """A ``size`` x ``size`` crop centred on ``box`` (xyxy), its side ``context`` times the box's longest side.
 

@@ -13,6 +13,7 @@ import numpy as np
 from ..align import template_landmarks_for_box
 from ..config import Settings
 from ..faces import Faces, concat
+from ..image import scaled
 from .base import Detector, iou_matrix, nms
 from .blazeface import BlazeFaceDetector
 from .yunet import YuNetDetector
@@ -105,7 +106,7 @@ class FaceFinder:
         """
         h, w = rgb.shape[:2]
         scale = min(1.0, _PADDED_MAX_SIDE / max(h, w))
-        small = rgb if scale == 1.0 else cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        small = scaled(rgb, scale)
         sh, sw = small.shape[:2]
         pad_y, pad_x = int(sh * _CROP_PAD), int(sw * _CROP_PAD)
         padded = cv2.copyMakeBorder(small, pad_y, pad_y, pad_x, pad_x, cv2.BORDER_CONSTANT, value=(128, 128, 128))

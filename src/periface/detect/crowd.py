@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import cv2
 import numpy as np
 
 from ..faces import Faces, concat
+from ..image import scaled
 from ..models import PACKAGE_DATA
 from .base import Detector, box_areas, intersection_matrix, iou_matrix, nms
 from .blazeface import BlazeFaceDetector
@@ -153,7 +153,7 @@ def run_pass(detector: Detector, p: Pass, rgb: np.ndarray) -> Faces:
     """Faces of one pass, in the input image's pixel coordinates."""
     h, w = rgb.shape[:2]
     scale = p.scale_for(rgb.shape)
-    img = rgb if scale == 1.0 else cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_CUBIC)
+    img = scaled(rgb, scale)
     parts = []
     for x0, y0, x1, y1 in _tiles(img.shape[0], img.shape[1], p.tiles, p.overlap):
         f = detector.detect(np.ascontiguousarray(img[y0:y1, x0:x1]))
@@ -347,8 +347,7 @@ class CrowdFinder:
         overlap = size // 4
         parts: list[Faces] = []
         for level in pyramid(max(h, w), size, overlap, self.level_ratio):
-            view = rgb if level.scale == 1.0 else cv2.resize(
-                rgb, (max(1, round(w * level.scale)), max(1, round(h * level.scale))), interpolation=cv2.INTER_AREA)
+            view = scaled(rgb, level.scale)
             found = self._find_in_tiles(view, size, overlap)
             found.boxes, found.landmarks = found.boxes / level.scale, found.landmarks / level.scale
             side = _shorter_side(found.boxes)

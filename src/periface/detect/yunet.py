@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from ..faces import Faces
+from ..image import scaled
 from ..models import model_path
 
 
@@ -37,8 +38,7 @@ class YuNetDetector:
         h, w = rgb.shape[:2]
         scale = min(1.0, self.max_side / max(h, w))
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-        if scale < 1.0:
-            bgr = cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        bgr = scaled(bgr, scale)
         with self._lock:
             net = self._model()
             net.setInputSize((bgr.shape[1], bgr.shape[0]))
