@@ -108,17 +108,25 @@ def main() -> int:
     ap.add_argument("--frames", nargs="*", default=["enlarged:1", "mosaic:3", "enlarged:3", "mosaic:4@2.5",
                                                          "longer:4032"],
                     help="KIND:K[@ZOOM] with KIND mosaic, enlarged or longer; ZOOM enlarges a mosaic's scenes first")
+    ap.add_argument("--tile-workers", type=int, default=0,
+                    help="threads that search a frame's tiles (CrowdFinder.tile_workers; 0: one per core); the faces "
+                         "found are the same for any number, only the time moves")
+    ap.add_argument("--no-before", action="store_true", help="leave out the two rows of earlier sessions' finders")
     args = ap.parse_args()
     scenes = [s for s in read_scenes(require_datasets() / "mask-scenes") if split_of(s.image.name) == args.split]
     scenes = scenes[:args.limit] if args.limit else scenes
     hog = FaceRecognitionReference(upsample=1)
     methods = {
-        "periface": boxes_and_scores(CrowdFinder.default()),
-        "periface, two levels (before)": boxes_and_scores(CrowdFinder.default(level_ratio=np.inf)),
+        "periface": boxes_and_scores(CrowdFinder.default(tile_workers=args.tile_workers)),
+        "periface, two levels (before)": boxes_and_scores(CrowdFinder.default(level_ratio=np.inf,
+                                                                              tile_workers=args.tile_workers)),
         "periface, whole frame (before)": boxes_and_scores(CrowdFinder.default(working_size=None)),
         "face_recognition": lambda rgb: (lambda b: (b, np.ones(len(b))))(hog.boxes(rgb)),  # HOG has no score
     }
-    report: dict = {"split": args.split, "scenes": len(scenes), "working_size": CrowdFinder.working_size, "frames": {}}
+    if args.no_before:
+        methods = {name: find for name, find in methods.items() if not name.endswith("(before)")}
+    report: dict = {"split": args.split, "scenes": len(scenes), "working_size": CrowdFinder.working_size,
+                    "tile_threads": CrowdFinder.default(tile_workers=args.tile_workers).tile_threads, "frames": {}}
     for spec in args.frames:
         kind, k, zoom = parse_frames(spec)
         report["frames"][spec] = {name: score(find, scenes, kind, k, zoom) for name, find in methods.items()

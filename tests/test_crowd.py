@@ -167,6 +167,26 @@ def test_a_frame_over_four_working_sizes_finds_its_faces_on_a_middle_level(crowd
     assert np.all((sides >= levels[1].smallest) & (sides < levels[1].largest))  # the middle level's faces
 
 
+def test_tiles_searched_side_by_side_give_the_faces_of_one_thread(fixtures):
+    """Threads only change the time: each tile is searched alone and the results are put together in order, also
+    when two callers (the service's requests) share one finder."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rgb = load_image(fixtures / "two_people.jpg")
+    frame = np.concatenate([np.concatenate([rgb, rgb[:, ::-1]], axis=1)] * 2)  # 2252 x 1322, 12 tiles + the whole
+
+    def found(finder):
+        faces = finder.find(frame)
+        return faces.boxes.tolist(), faces.scores.tolist(), faces.landmarks.tolist()
+
+    one_thread = found(CrowdFinder.default(tile_workers=1))
+    assert len(one_thread[0]) == 8
+    threaded = CrowdFinder.default(tile_workers=3)
+    assert threaded.tile_threads == 3 and found(threaded) == one_thread
+    with ThreadPoolExecutor(2) as callers:
+        assert list(callers.map(lambda _: found(threaded), range(2))) == [one_thread, one_thread]
+
+
 def test_crowd_finder_finds_nothing_in_a_blank_image(crowd):
     assert len(crowd.find(np.full((240, 320, 3), 127, np.uint8))) == 0
 

@@ -23,6 +23,9 @@ finds small faces but also fires on texture; BlazeFace is precise on close faces
 from __future__ import annotations
 
 import json
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -74,6 +77,7 @@ LEVEL_RATIO = 4.0  # = working size / tile overlap: a level between keeps faces 
 # A coarser level also keeps faces down to this share of its lower limit: a face measured just under the limit there
 # and just over it at the finer level would otherwise be kept by neither (the final NMS merges the two boxes).
 LEVEL_BAND_SLACK = 0.75
+MAX_TILE_WORKERS = 8  # each thread holds its own detectors (a YuNet network, a mediapipe graph)
 
 # Raw thresholds are low on purpose: the fusion model, not the detector, decides what is a face.
 RAW_SCORE = {"yunet": 0.15, "blazeface_short": 0.2, "blazeface_full": 0.2}
@@ -124,6 +128,14 @@ def pyramid(longer_side: int, size: int, overlap: int, ratio: float,
     scales = [size / longer_side] + finer[::-1]
     return [PyramidLevel(scale, slack * overlap / scales[i + 1] if i + 1 < len(scales) else 0.0,
                          overlap / scale if i > 0 else np.inf) for i, scale in enumerate(scales)]
+
+
+def available_cores() -> int:
+    """The cores this process may run on (``taskset`` and container limits included), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def _shorter_side(boxes: np.ndarray) -> np.ndarray:
@@ -292,7 +304,13 @@ class CrowdFinder:
     contained: float = 0.0  # see select_faces; chosen with the refiner, out of fold on the train split
     working_size: int | None = WORKING_SIZE  # frames larger than this are searched as a pyramid (find_in_large_frame)
     level_ratio: float = LEVEL_RATIO  # the most two neighbouring pyramid levels' scales differ; inf: two levels only
-    _detectors: dict[str, Detector] = field(default_factory=dict, repr=False)
+    # Threads that search a large frame's tiles side by side (0: one per available core, at most MAX_TILE_WORKERS).
+    # The faces found do not depend on it: each tile is searched alone and the results are put together in order.
+    tile_workers: int = 0
+    # Detectors keep per-call state (input size, a mediapipe graph), so every thread gets its own.
+    _per_thread: threading.local = field(default_factory=threading.local, init=False, repr=False, compare=False)
+    _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False, compare=False)
+    _pool_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @classmethod
     def default(cls, path: Path = CALIBRATION_FILE, **overrides: Any) -> "CrowdFinder":
@@ -316,10 +334,17 @@ class CrowdFinder:
         fusion = Fusion(np.array(cfg["coef"], np.float32), float(cfg["intercept"]), float(cfg["threshold"]))
         return cls([Pass(**p) for p in cfg["passes"]], fusion, **overrides)
 
+    @property
+    def tile_threads(self) -> int:
+        """How many threads search a large frame's tiles."""
+        return min(self.tile_workers or available_cores(), MAX_TILE_WORKERS)
+
     def detector(self, kind: str) -> Detector:
-        if kind not in self._detectors:
-            self._detectors[kind] = make_detector(kind)
-        return self._detectors[kind]
+        """This thread's detector of ``kind``."""
+        detectors = self._per_thread.__dict__.setdefault("detectors", {})
+        if kind not in detectors:
+            detectors[kind] = make_detector(kind)
+        return detectors[kind]
 
     def run_passes(self, rgb: np.ndarray) -> list[Faces]:
         return [run_pass(self.detector(p.detector), p, rgb) for p in self.passes]
@@ -345,10 +370,13 @@ class CrowdFinder:
         h, w = rgb.shape[:2]
         size = int(self.working_size)
         overlap = size // 4
+        levels = pyramid(max(h, w), size, overlap, self.level_ratio)
+        views = [scaled(rgb, level.scale) for level in levels]
+        tiles = [frame_tiles(*view.shape[:2], size, overlap) for view in views]
+        found_in_tiles = iter(self._map_tiles([(view, tile) for view, its in zip(views, tiles) for tile in its]))
         parts: list[Faces] = []
-        for level in pyramid(max(h, w), size, overlap, self.level_ratio):
-            view = scaled(rgb, level.scale)
-            found = self._find_in_tiles(view, size, overlap)
+        for level, view, its in zip(levels, views, tiles):
+            found = concat([next(found_in_tiles) for _ in its], view.shape[:2])
             found.boxes, found.landmarks = found.boxes / level.scale, found.landmarks / level.scale
             side = _shorter_side(found.boxes)
             found = found.select(np.flatnonzero((side >= level.smallest) & (side < level.largest)))
@@ -364,21 +392,29 @@ class CrowdFinder:
         # A face near a level's size limit may be found at both levels, and one in two tiles' overlap twice.
         return faces.select(nms(faces.boxes, faces.scores, 0.5))
 
-    def _find_in_tiles(self, view: np.ndarray, size: int, overlap: int) -> Faces:
-        """The faces of ``view`` searched tile by tile (one tile if it fits ``size``), without the faces cut by an
-        inner tile edge, in ``view``'s pixels."""
+    def _map_tiles(self, jobs: list[tuple[np.ndarray, tuple[int, int, int, int]]]) -> list[Faces]:
+        """``_find_in_tile`` for each (view, tile), in order; side by side on ``tile_workers`` threads."""
+        workers = self.tile_threads
+        if workers <= 1 or len(jobs) <= 1:
+            return [self._find_in_tile(view, tile) for view, tile in jobs]
+        with self._pool_lock:
+            if self._pool is None:  # kept, so that its threads' detectors are made once
+                self._pool = ThreadPoolExecutor(workers, thread_name_prefix="periface-tiles")
+        return list(self._pool.map(lambda job: self._find_in_tile(*job), jobs))
+
+    def _find_in_tile(self, view: np.ndarray, tile: tuple[int, int, int, int]) -> Faces:
+        """The faces of one tile of ``view`` (the whole view if the tile is), without the faces cut by an inner
+        tile edge, in ``view``'s pixels."""
         h, w = view.shape[:2]
-        parts = []
-        for x0, y0, x1, y1 in frame_tiles(h, w, size, overlap):
-            tile = view if (x1 - x0, y1 - y0) == (w, h) else np.ascontiguousarray(view[y0:y1, x0:x1])
-            found = self.fuse(self.run_passes(tile), tile)
-            inner_edges = np.array([x0 > 0, y0 > 0, x1 < w, y1 < h])
-            cut = (_touches(found.boxes, (x1 - x0, y1 - y0)) & inner_edges).any(axis=1)
-            found = found.select(np.flatnonzero(~cut))
-            found.boxes = found.boxes + np.array([x0, y0, x0, y0], np.float32)
-            found.landmarks = found.landmarks + np.array([x0, y0], np.float32)
-            parts.append(found)
-        return concat(parts, (h, w))
+        x0, y0, x1, y1 = tile
+        part = view if (x1 - x0, y1 - y0) == (w, h) else np.ascontiguousarray(view[y0:y1, x0:x1])
+        found = self.fuse(self.run_passes(part), part)
+        inner_edges = np.array([x0 > 0, y0 > 0, x1 < w, y1 < h])
+        cut = (_touches(found.boxes, (x1 - x0, y1 - y0)) & inner_edges).any(axis=1)
+        found = found.select(np.flatnonzero(~cut))
+        found.boxes = found.boxes + np.array([x0, y0, x0, y0], np.float32)
+        found.landmarks = found.landmarks + np.array([x0, y0], np.float32)
+        return found
 
     def fuse(self, per_pass: Sequence[Faces], rgb: np.ndarray, threshold: float | None = None) -> Faces:
         """The passes' boxes clustered, looked at again by the refiner (when there is one), scored and thresholded."""

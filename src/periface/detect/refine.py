@@ -15,7 +15,6 @@ It is trained by ``scripts/train_face_refiner.py`` on the candidates of the trai
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -70,8 +69,7 @@ class CandidateRefiner:
     def __init__(self, path: Path = MODEL_FILE, mirror: bool = False, iterations: int = 1,
                  context: float = CONTEXT) -> None:
         self.mirror, self.iterations, self.context = mirror, iterations, context
-        self._session = onnx_session(path, threads=1)
-        self._lock = threading.Lock()
+        self._session = onnx_session(path, threads=1)  # onnxruntime runs one session from several threads at once
 
     @classmethod
     def load(cls, path: Path = MODEL_FILE, mirror: bool = False, iterations: int = 1,
@@ -82,9 +80,8 @@ class CandidateRefiner:
         """(K, 48, 48, 3) uint8 crops -> (K, 5): face logit, then box deltas (x0, y0, x1, y1)."""
         if len(crops) == 0:
             return np.zeros((0, 5), np.float32)
-        with self._lock:
-            return np.concatenate([self._session.run(None, {"image": cnn_input(crops[i:i + 256])})[0]
-                                   for i in range(0, len(crops), 256)]).astype(np.float32)
+        return np.concatenate([self._session.run(None, {"image": cnn_input(crops[i:i + 256])})[0]
+                               for i in range(0, len(crops), 256)]).astype(np.float32)
 
     def refine(self, rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return refine_boxes(self.outputs, rgb, boxes, self.mirror, self.iterations, self.context)
