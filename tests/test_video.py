@@ -86,6 +86,43 @@ def test_watch_on_the_hamilton_clip(fixtures):
     assert max(r["frames"] for r in records) >= 20  # a face followed over most of the 30 frames
 
 
+class FakeCamera:
+    """A capture whose frames (grey level = frame number) are all read before anyone takes one."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.read_count, self.released = n, 0, False
+
+    def read(self):
+        if self.read_count == self.n:
+            return False, None
+        self.read_count += 1
+        return True, np.full((4, 6, 3), self.read_count - 1, np.uint8)
+
+    def release(self) -> None:
+        self.released = True
+
+
+def test_a_live_source_gives_its_newest_frame_not_a_backlog():
+    from periface.video import LatestFrame
+
+    camera = FakeCamera(10)
+    latest = LatestFrame(camera, fps=25.0)
+    latest._reader.join(timeout=10)  # the camera has delivered everything while nobody took a frame
+    index, t, bgr = latest.take()
+    assert (index, t, int(bgr[0, 0, 0])) == (9, 9 / 25, 9)  # the newest; the nine before it were skipped
+    assert latest.take() is None and camera.released  # then the end
+
+
+def test_frames_of_a_clip_read_live_come_in_order(fixtures):
+    clip = fixtures / "short_hamilton_clip.mp4"
+    taken = [(f.index, f.time_s, f.rgb.shape) for f in frames(clip, live=True, max_frames=40)]
+    indices = [i for i, _, _ in taken]
+    assert 1 <= len(taken) <= 40 and indices == sorted(set(indices)) and indices[-1] < 275
+    assert all(shape == (360, 640, 3) for _, _, shape in taken)
+    assert all(t == pytest.approx(i / 29.97, abs=1e-3) for i, t, _ in taken)  # the clip's own clock
+    assert len(list(frames(clip, live=False, max_frames=40))) == 40  # files are read frame by frame by default
+
+
 def test_watch_searches_each_track_once(moving_face_dir, fixtures, key_env):
     from periface.gallery import Gallery
     from periface.privacy.consent import Consent

@@ -16,6 +16,8 @@ existing tracks, and a track ends after ``max_missed`` frames unseen.
 from __future__ import annotations
 
 import json
+import threading
+import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -43,13 +45,22 @@ class Frame:
     rgb: np.ndarray
 
 
+def is_stream(source: str | Path) -> bool:
+    """Whether ``source`` is a stream URL (rtsp://, http://, ...) rather than a file or a folder."""
+    return "://" in str(source) and not Path(str(source)).exists()
+
+
 def frames(source: str | Path, *, every: int = 1, max_frames: int | None = None,
-           on_unreadable: Callable[[str, str], None] | None = None) -> Iterator[Frame]:
+           on_unreadable: Callable[[str, str], None] | None = None, live: bool | None = None) -> Iterator[Frame]:
     """RGB frames of a video file, a stream URL or a folder of images; ``every`` keeps one frame in ``every``.
 
     A folder's images are read like any image (``periface.image.load_image``); one that cannot be read is skipped and
     reported to ``on_unreadable(file, reason)`` (default: a ``UnreadableFrameWarning``). Raises ``VideoError`` when
     the source cannot be opened or yields no frame at all.
+    ``live`` (the default for stream URLs): the source is read on its own thread and each frame given is the newest
+    one (``Frame.index`` counts the frames skipped), so that processing slower than the camera stays on the present
+    instead of falling further behind a growing backlog; ``every`` does not apply then. A file read live plays at
+    its own frame rate, as a camera would send it.
     """
     src = str(source)
     path = Path(src)
@@ -78,6 +89,9 @@ def frames(source: str | Path, *, every: int = 1, max_frames: int | None = None,
         raise VideoError("cannot open: not a video OpenCV can decode, a damaged file, or an unreachable stream",
                          source=src)
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+    if is_stream(src) if live is None else live:
+        yield from _newest_frames(LatestFrame(cap, fps, paced=not is_stream(src)), src, max_frames)
+        return
     index = 0
     try:
         while max_frames is None or emitted < max_frames:
@@ -93,6 +107,67 @@ def frames(source: str | Path, *, every: int = 1, max_frames: int | None = None,
             emitted += 1
     finally:
         cap.release()
+    if not emitted:
+        raise VideoError("no frame could be decoded: not a video, or a damaged one", source=src)
+
+
+class LatestFrame:
+    """Reads a capture (anything with ``read()`` and ``release()``, as ``cv2.VideoCapture``) on its own thread and
+    keeps only the newest frame; ``take()`` waits for a frame newer than the last one taken. ``paced``: frame i is
+    not given before i / ``fps`` seconds (a file played as a camera; a stream paces itself)."""
+
+    def __init__(self, capture: Any, fps: float = 0.0, paced: bool = False) -> None:
+        self._capture, self._fps, self._paced = capture, fps, paced and fps > 0
+        self._newest: tuple[int, float, np.ndarray] | None = None
+        self._ended = self._stopping = False
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, name="periface-stream", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        index, start = 0, time.monotonic()
+        try:
+            while not self._stopping:
+                ok, bgr = self._capture.read()
+                if not ok:
+                    break
+                t = index / self._fps if self._fps > 0 else self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+                if self._paced:
+                    time.sleep(max(0.0, start + t - time.monotonic()))
+                with self._changed:
+                    self._newest = (index, float(t), bgr)
+                    self._changed.notify_all()
+                index += 1
+        finally:
+            self._capture.release()
+            with self._changed:
+                self._ended = True
+                self._changed.notify_all()
+
+    def take(self) -> tuple[int, float, np.ndarray] | None:
+        """(index, time in s, BGR frame) of the newest frame not taken yet; None once the source has ended."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._newest is not None or self._ended)
+            newest, self._newest = self._newest, None
+            return newest
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._reader.join(timeout=5.0)  # a read blocked on a silent stream ends with the daemon thread
+
+
+def _newest_frames(latest: LatestFrame, src: str, max_frames: int | None) -> Iterator[Frame]:
+    emitted = 0
+    try:
+        while max_frames is None or emitted < max_frames:
+            newest = latest.take()
+            if newest is None:
+                break
+            index, t, bgr = newest
+            yield Frame(index, t, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            emitted += 1
+    finally:
+        latest.stop()
     if not emitted:
         raise VideoError("no frame could be decoded: not a video, or a damaged one", source=src)
 
@@ -269,14 +344,15 @@ def watch(
     annotate: str | Path | None = None,
     on_frame: Callable[[Frame, Faces, np.ndarray], None] | None = None,
     on_unreadable: Callable[[str, str], None] | None = None,
+    live: bool | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield one record per face track of ``source`` (video file, stream URL or image folder), as tracks end.
 
     ``gallery``: a ``periface.gallery.Gallery`` or its folder; each track is searched once, on its best frame.
     ``finder``: anything with ``find(rgb) -> Faces`` (default ``CrowdFinder.default()``); ``mask_classifier``: a
     ``MaskClassifier`` (default the shipped CNN). Tracks seen in fewer than ``min_frames`` frames are dropped as
-    flicker. ``annotate``: write a video with the tracked boxes, ids and mask states. ``on_unreadable``: see
-    ``frames``.
+    flicker. ``annotate``: write a video with the tracked boxes, ids and mask states. ``on_unreadable`` and ``live``
+    (newest frame first; the default for stream URLs): see ``frames``.
     """
     if finder is None:
         from .detect.crowd import CrowdFinder
@@ -302,7 +378,7 @@ def watch(
         return _record(s, search)
 
     try:
-        for frame in frames(source, every=every, max_frames=max_frames, on_unreadable=on_unreadable):
+        for frame in frames(source, every=every, max_frames=max_frames, on_unreadable=on_unreadable, live=live):
             faces = finder.find(frame.rgb)
             labels, mask_score = mask_classifier.classify(frame.rgb, faces) if len(faces) else ([], np.zeros(0))
             faces.mask, faces.mask_score = list(labels), np.asarray(mask_score, np.float32)

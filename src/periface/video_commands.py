@@ -22,6 +22,11 @@ def watch(
     min_frames: int = typer.Option(2, "--min-frames", min=1, help="drop tracks seen in fewer frames"),
     k: int = typer.Option(5, "-k", min=1, help="gallery candidates per track"),
     fast: bool = typer.Option(False, "--fast", help="one detector pass at native size (faster, misses small faces)"),
+    live: Optional[bool] = typer.Option(
+        None, "--live/--no-live",
+        help="always take the newest frame, skipping those that arrived while the last was processed (default: on "
+             "for stream URLs, off for files and folders; a file read live plays at its own frame rate; --every does "
+             "not apply when on)"),
 ) -> None:
     """Track every face in a video or stream; one JSON line per track (first/last seen, best frame, mask, candidates)."""
     from .cli import err, fail
@@ -34,7 +39,7 @@ def watch(
 
     finder = CrowdFinder.fast() if fast else CrowdFinder.default()
     records = watch_source(source, gallery=gallery, finder=finder, every=every, max_frames=max_frames,
-                           min_frames=min_frames, k=k, annotate=annotate, on_unreadable=skipped)
+                           min_frames=min_frames, k=k, annotate=annotate, on_unreadable=skipped, live=live)
     try:
         if out is None:
             n = write_jsonl(records, sys.stdout)
