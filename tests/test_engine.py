@@ -127,3 +127,17 @@ def test_shipped_calibration_is_monotone():
         assert t[0] < t[1] < t[2]
         assert cal.far(cal.threshold(1e-3)) == pytest.approx(1e-3, rel=0.05)
         assert cal.n_impostor > 1_000_000
+
+
+def test_a_probe_from_several_faces_averages_those_in_the_majority_mask_state():
+    from periface.match import mean_probe
+
+    e = np.eye(4, dtype=np.float32)
+    vector, masked, used = mean_probe(e[:3] * [[2.0], [1.0], [3.0]], [True, False, True])
+    assert masked and used == 2  # the unmasked face is left out of a masked probe
+    np.testing.assert_allclose(vector, [np.sqrt(0.5), 0, np.sqrt(0.5), 0], atol=1e-6)  # unit faces, unit mean
+    assert mean_probe(e[:2], [False, True])[1] is False  # a tie goes to the first face's state
+    single = np.array([0.6, 0.8, 0.0, 0.0], np.float32)
+    assert mean_probe(single[None], [True])[0].tolist() == single.tolist()
+    with pytest.raises(ValueError):
+        mean_probe(np.zeros((0, 4)), [])

@@ -38,6 +38,23 @@ def test_search_ranks_the_right_person_first_one_entry_each(gallery):
         assert all(a.score >= b.score for a, b in zip(cands, cands[1:]))
 
 
+def test_one_search_on_several_pictures_of_a_person_averages_their_faces(gallery):
+    from periface.image import load_image
+
+    probe = load_image(SAMPLES / "probe_obama.jpg")
+    blank = np.full((200, 200, 3), 128, np.uint8)
+    single = gallery.search(probe, k=3)
+    assert [(c.identity, c.score) for c in gallery.search([probe], k=3)] == [(c.identity, c.score) for c in single]
+    both = gallery.search([probe, np.ascontiguousarray(probe[:, ::-1]), blank], k=3, purpose="track search")
+    assert both[0].identity == "obama" and both[0].score != single[0].score  # the mirror image moved the mean
+    record = gallery.audit.records(action="search")[-1]
+    assert len(record.inputs) == 3 and record.details["pictures"] == 3 and record.details["pictures_used"] == 2
+    vector, masked, used = gallery.probe_embedding([probe, blank])
+    assert used == 1 and not masked and np.isclose(np.linalg.norm(vector), 1.0, atol=1e-5)
+    with pytest.raises(NoFaceError):
+        gallery.search([blank, blank], k=3)
+
+
 def test_reopened_gallery_persists_and_index_rebuilds_from_sqlite(gallery, engine):
     (gallery.path / "index.faiss.enc").unlink()
     again = Gallery(gallery.path, engine=engine)

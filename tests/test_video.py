@@ -142,6 +142,22 @@ def test_watch_searches_each_track_once(moving_face_dir, fixtures, key_env):
     assert records[0]["candidates"][0]["identity"] == "obama"
 
 
+def test_a_track_keeps_its_best_frames_apart_for_its_search():
+    from periface.video import SEARCH_FRAMES, SEARCH_FRAMES_APART, keep_for_search
+
+    kept, cut = [], []
+
+    def crop(frame):
+        return lambda: cut.append(frame) or np.full((2, 2, 3), frame, np.uint8)
+
+    for frame, quality in [(0, 0.5), (3, 0.6), (20, 0.4), (40, 0.9), (45, 0.7), (60, 0.3), (80, 0.55)]:
+        keep_for_search(kept, quality, frame, crop(frame))
+    assert SEARCH_FRAMES == 3 and SEARCH_FRAMES_APART == 10
+    # frame 3 replaced frame 0 (nearer than 10 frames, better); frame 45 lost to frame 40; the three best stay
+    assert [(q, f) for q, f, _ in kept] == [(0.9, 40), (0.6, 3), (0.55, 80)]
+    assert all(int(c[0, 0, 0]) == f for _, f, c in kept) and 45 not in cut and 60 not in cut  # cut only when kept
+
+
 def test_coco_detections_layout(fixtures):
     rgb = load_image(fixtures / "two_people.jpg")
     from periface.detect import FaceFinder

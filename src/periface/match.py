@@ -30,6 +30,22 @@ def similarity(a: np.ndarray, b: np.ndarray) -> float | np.ndarray:
     return np.atleast_2d(an) @ np.atleast_2d(bn).T
 
 
+def mean_probe(embeddings: np.ndarray, masked: np.ndarray | list[bool]) -> tuple[np.ndarray, bool, int]:
+    """One probe from several faces of one person (a video track's best frames): (unit mean embedding, masked, faces
+    used). Only the faces in the majority's mask state are averaged (the first face's state breaks a tie), so that
+    a masked probe holds masked faces only; a single face is returned as it is."""
+    masked = np.asarray(masked, bool).reshape(-1)
+    if len(masked) == 0:
+        raise ValueError("no faces to make a probe from")
+    votes = 2 * int(masked.sum()) - len(masked)
+    state = bool(votes > 0 or (votes == 0 and masked[0]))
+    vectors = np.asarray(embeddings, np.float32).reshape(len(masked), -1)[masked == state]
+    if len(vectors) == 1:
+        return vectors[0], state, 1
+    mean = (vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)).mean(axis=0)
+    return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32), state, len(vectors)
+
+
 @dataclass(frozen=True)
 class Calibration:
     """Impostor-score quantiles of one embedder: ``fars[i]`` of impostor pairs score >= ``thresholds[i]``."""

@@ -3,7 +3,8 @@
 ``watch(source)`` decodes a video file, an RTSP/HTTP stream (anything OpenCV's FFmpeg backend opens) or a folder of
 images (sorted by name), finds faces in each frame, links them into tracks and yields one JSON-ready record per
 track when it ends: first and last seen, the best-quality frame, the mask state by vote over the track's frames
-and, with a gallery, the candidate list of a single search on the track's best frame (not one per frame).
+and, with a gallery, the candidate list of a single search on the mean of the track's best frames' faces (up to
+three, not one search per frame).
 
 >>> for record in watch("tests/fixtures/short_hamilton_clip.mp4"):     # doctest: +SKIP
 ...     print(record["track"], record["mask"], record["frames"])
@@ -286,7 +287,25 @@ class _TrackState:
     best_frame: int = -1
     best_time: float = 0.0
     best_box: np.ndarray | None = None
-    best_crop: np.ndarray | None = None  # the face with a margin, kept only until the track is closed
+    # (quality, frame, face with a margin) of the best frames to search with, kept only until the track is closed
+    search_crops: list[tuple[float, int, np.ndarray]] = field(default_factory=list)
+
+
+# A track is searched once, on the mean of its best frames' faces (Gallery.probe_embedding); frames closer together
+# than SEARCH_FRAMES_APART show nearly the same face, so only the better of two such is kept.
+SEARCH_FRAMES, SEARCH_FRAMES_APART = 3, 10
+
+
+def keep_for_search(kept: list[tuple[float, int, np.ndarray]], quality: float, frame: int,
+                    crop_of: Callable[[], np.ndarray]) -> None:
+    """Adds this frame's face to ``kept`` if it is among the ``SEARCH_FRAMES`` best, at most one of any frames
+    closer than ``SEARCH_FRAMES_APART``; ``crop_of`` cuts the crop only when it is kept."""
+    near = [i for i, (_, f, _) in enumerate(kept) if abs(f - frame) < SEARCH_FRAMES_APART]
+    others = [entry for i, entry in enumerate(kept) if i not in near]
+    if any(kept[i][0] >= quality for i in near) or (
+            len(others) >= SEARCH_FRAMES and all(q >= quality for q, _, _ in others)):
+        return
+    kept[:] = sorted(others + [(quality, frame, crop_of())], key=lambda entry: -entry[0])[:SEARCH_FRAMES]
 
 
 def _margin_crop(rgb: np.ndarray, box: np.ndarray, margin: float = 0.4) -> np.ndarray:
@@ -298,7 +317,7 @@ def _margin_crop(rgb: np.ndarray, box: np.ndarray, margin: float = 0.4) -> np.nd
     return rgb[ya:yb, xa:xb].copy()
 
 
-def _record(s: _TrackState, search: Callable[[np.ndarray], list[dict]] | None) -> dict[str, Any]:
+def _record(s: _TrackState, search: Callable[[list[np.ndarray]], list[dict]] | None) -> dict[str, Any]:
     n = sum(s.votes.values())
     state = max(MASK_STATES, key=lambda m: (s.votes[m], m == "correct")) if n else None
     rec: dict[str, Any] = {
@@ -312,18 +331,20 @@ def _record(s: _TrackState, search: Callable[[np.ndarray], list[dict]] | None) -
         "mask_votes": {m: s.votes[m] for m in MASK_STATES},
         "mask_score": round(float(np.mean(s.mask_scores)), 4) if s.mask_scores else None,
     }
-    if search is not None and s.best_crop is not None:
-        rec["candidates"] = search(s.best_crop)
+    if search is not None and s.search_crops:
+        rec["searched_frames"] = sorted(frame for _, frame, _ in s.search_crops)
+        rec["candidates"] = search([crop for _, _, crop in s.search_crops])
     return rec
 
 
-def gallery_searcher(gallery: Any, k: int = 5, purpose: str = "video watch") -> Callable[[np.ndarray], list[dict]]:
-    """One audited ``Gallery.search`` on a track's best crop; errors (no face in it) give an empty list."""
+def gallery_searcher(gallery: Any, k: int = 5,
+                     purpose: str = "video watch") -> Callable[[list[np.ndarray]], list[dict]]:
+    """One audited ``Gallery.search`` on a track's best crops; errors (no face in any) give an empty list."""
     from .errors import PerifaceError
 
-    def search(crop: np.ndarray) -> list[dict]:
+    def search(crops: list[np.ndarray]) -> list[dict]:
         try:
-            return [c.to_dict() for c in gallery.search(crop, k, crop=True, purpose=purpose)]
+            return [c.to_dict() for c in gallery.search(list(crops), k, crop=True, purpose=purpose)]
         except PerifaceError:
             return []
 
@@ -348,7 +369,8 @@ def watch(
 ) -> Iterator[dict[str, Any]]:
     """Yield one record per face track of ``source`` (video file, stream URL or image folder), as tracks end.
 
-    ``gallery``: a ``periface.gallery.Gallery`` or its folder; each track is searched once, on its best frame.
+    ``gallery``: a ``periface.gallery.Gallery`` or its folder; each track is searched once, on its best frames
+    (``keep_for_search``; record field ``searched_frames``).
     ``finder``: anything with ``find(rgb) -> Faces`` (default ``CrowdFinder.default()``); ``mask_classifier``: a
     ``MaskClassifier`` (default the shipped CNN). Tracks seen in fewer than ``min_frames`` frames are dropped as
     flicker. ``annotate``: write a video with the tracked boxes, ids and mask states. ``on_unreadable`` and ``live``
@@ -395,8 +417,9 @@ def watch(
                 if quality[i] > s.best_quality:
                     s.best_quality, s.best_frame, s.best_time = float(quality[i]), frame.index, frame.time_s
                     s.best_box = faces.boxes[i].copy()
-                    if search is not None:
-                        s.best_crop = _margin_crop(frame.rgb, faces.boxes[i])
+                if search is not None:
+                    keep_for_search(s.search_crops, float(quality[i]), frame.index,
+                                    lambda box=faces.boxes[i]: _margin_crop(frame.rgb, box))
             if annotate is not None:
                 if writer is None:
                     writer = _open_writer(annotate, frame.rgb.shape, source)
