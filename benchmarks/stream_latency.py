@@ -32,6 +32,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from _common import write_result  # noqa: E402
 
+from periface.image import scaled  # noqa: E402
 from periface.video import frames, watch  # noqa: E402
 
 CLIP = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "short_hamilton_clip.mp4"
@@ -83,8 +84,8 @@ def clip_jpegs(clip: Path, height: int) -> tuple[list[bytes], float]:
         ok, bgr = cap.read()
         if not ok:
             break
-        if height and height != bgr.shape[0]:
-            bgr = cv2.resize(bgr, (round(bgr.shape[1] * height / bgr.shape[0]), height), interpolation=cv2.INTER_CUBIC)
+        if height:
+            bgr = scaled(bgr, height / bgr.shape[0])
         jpegs.append(cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
     cap.release()
     return jpegs, fps

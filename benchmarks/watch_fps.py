@@ -82,18 +82,19 @@ def enlarged_clip(clip: Path, height: int, max_frames: int | None) -> Path:
 
     import cv2
 
+    from periface.image import scaled
+
     out = Path(tempfile.gettempdir()) / f"{clip.stem}_{height}p_{max_frames or 'all'}.avi"
     if out.exists():
         return out
     part = out.with_suffix(".part.avi")  # renamed when complete, so an interrupted run leaves no short clip
     writer = None
     for frame in frames(clip, max_frames=max_frames):
-        h, w = frame.rgb.shape[:2]
-        size = (round(w * height / h), height)
+        enlarged = scaled(frame.rgb, height / frame.rgb.shape[0])
         if writer is None:
-            writer = cv2.VideoWriter(str(part), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, size)
+            writer = cv2.VideoWriter(str(part), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, enlarged.shape[1::-1])
             writer.set(cv2.VIDEOWRITER_PROP_QUALITY, 95)
-        writer.write(cv2.cvtColor(cv2.resize(frame.rgb, size, interpolation=cv2.INTER_CUBIC), cv2.COLOR_RGB2BGR))
+        writer.write(cv2.cvtColor(enlarged, cv2.COLOR_RGB2BGR))
     if writer is not None:
         writer.release()
         part.replace(out)
