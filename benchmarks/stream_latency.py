@@ -5,8 +5,8 @@
 A camera does not wait for the program that reads it. This script plays face_recognition's hamilton clip (enlarged
 to 1920 x 1080 unless ``--height`` says otherwise) as a live MJPEG-over-HTTP stream from a local server, at the
 clip's own frame rate, and reads it with ``periface.video.watch`` (``CrowdFinder.default()``, mask state, tracking)
-- live: each frame processed is the newest one the stream has delivered (``frames(live=True)``, the default for
-  stream URLs);
+- live: each frame processed is the newest one the stream has delivered (``frames(live=True)``; the default for a
+  stream URL without a frame count, which this run relies on);
 - frame by frame (``--no-live``): every frame in order, as a file is read;
 and with face_recognition's way of reading a stream (every frame in order, HOG detection and a 128-d encoding of
 every face). For each frame processed: its latency, the time from when the camera captured it (its scheduled send
@@ -100,7 +100,7 @@ def summary(camera: Camera, processed: list[tuple[int, float]], seconds: float) 
                           "last": round(float(latency[-1]), 3)}}
 
 
-def run_periface(jpegs: list[bytes], fps: float, live: bool, max_frames: int) -> dict:
+def run_periface(jpegs: list[bytes], fps: float, live: bool | None, max_frames: int) -> dict:
     from periface.detect.crowd import CrowdFinder
 
     finder = CrowdFinder.default()
@@ -143,7 +143,7 @@ def main() -> int:
     report: dict = {"clip": args.clip.name, "frame_size": [width, height], "camera_fps": round(fps, 2),
                     "camera_frames": len(jpegs), "cores": len(os.sched_getaffinity(0)), "rows": {}}
     rows = report["rows"]
-    rows["periface, live (newest frame)"] = run_periface(jpegs, fps, True, args.max_frames)
+    rows["periface, live (newest frame)"] = run_periface(jpegs, fps, None, args.max_frames)  # the URL's default
     rows["periface, frame by frame"] = run_periface(jpegs, fps, False, args.max_frames)
     rows["face_recognition, frame by frame"] = run_face_recognition(jpegs, fps, args.max_frames)
     reference = rows["face_recognition, frame by frame"]["latency_s"]["max"]

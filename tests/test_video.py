@@ -123,6 +123,30 @@ def test_frames_of_a_clip_read_live_come_in_order(fixtures):
     assert len(list(frames(clip, live=False, max_frames=40))) == 40  # files are read frame by frame by default
 
 
+def test_a_video_file_served_over_http_is_read_frame_by_frame(tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (64, 48))
+    for i in range(30):
+        writer.write(np.full((48, 64, 3), 8 * i, np.uint8))
+    writer.release()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/clip.avi"
+        assert [f.index for f in frames(url)] == list(range(30))  # a URL with a length is a file, not a camera
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_watch_searches_each_track_once(moving_face_dir, fixtures, key_env):
     from periface.gallery import Gallery
     from periface.privacy.consent import Consent

@@ -58,10 +58,11 @@ def frames(source: str | Path, *, every: int = 1, max_frames: int | None = None,
     A folder's images are read like any image (``periface.image.load_image``); one that cannot be read is skipped and
     reported to ``on_unreadable(file, reason)`` (default: a ``UnreadableFrameWarning``). Raises ``VideoError`` when
     the source cannot be opened or yields no frame at all.
-    ``live`` (the default for stream URLs): the source is read on its own thread and each frame given is the newest
-    one (``Frame.index`` counts the frames skipped), so that processing slower than the camera stays on the present
-    instead of falling further behind a growing backlog; ``every`` does not apply then. A file read live plays at
-    its own frame rate, as a camera would send it.
+    ``live`` (the default for a stream URL without a frame count: a camera, not a video file served over HTTP): the
+    source is read on its own thread and each frame given is the newest one (``Frame.index`` counts the frames
+    skipped), so that processing slower than the camera stays on the present instead of falling further behind a
+    growing backlog; ``every`` does not apply then. A file read live plays at its own frame rate, as a camera would
+    send it.
     """
     src = str(source)
     path = Path(src)
@@ -90,7 +91,9 @@ def frames(source: str | Path, *, every: int = 1, max_frames: int | None = None,
         raise VideoError("cannot open: not a video OpenCV can decode, a damaged file, or an unreachable stream",
                          source=src)
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
-    if is_stream(src) if live is None else live:
+    if live is None:
+        live = is_stream(src) and not cap.get(cv2.CAP_PROP_FRAME_COUNT) > 0
+    if live:
         yield from _newest_frames(LatestFrame(cap, fps, paced=not is_stream(src)), src, max_frames)
         return
     index = 0

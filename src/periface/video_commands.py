@@ -25,8 +25,8 @@ def watch(
     live: Optional[bool] = typer.Option(
         None, "--live/--no-live",
         help="always take the newest frame, skipping those that arrived while the last was processed (default: on "
-             "for stream URLs, off for files and folders; a file read live plays at its own frame rate; --every does "
-             "not apply when on)"),
+             "for a stream URL without a frame count, as a camera's; off for files, folders and video files served "
+             "over HTTP; a file read live plays at its own frame rate; --every does not apply when on)"),
 ) -> None:
     """Track every face in a video or stream; one JSON line per track (first/last seen, best frame, mask, candidates)."""
     from .cli import err, fail
