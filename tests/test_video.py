@@ -72,7 +72,20 @@ def test_watch_yields_one_track_for_one_moving_face(moving_face_dir, tmp_path):
     assert sum(r["mask_votes"].values()) == 8 and r["mask"] in ("none", "correct", "incorrect")
     assert 0 <= r["best_frame"]["frame"] <= 7
     assert out_video.exists() and out_video.stat().st_size > 1000
+    video = cv2.VideoCapture(str(out_video))
+    assert video.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0) and video.get(cv2.CAP_PROP_FRAME_COUNT) == 8
     json.dumps(r)
+
+
+def test_an_annotated_video_of_every_fifth_frame_plays_at_the_clips_pace(fixtures, tmp_path):
+    from periface.detect.crowd import CrowdFinder
+
+    out_video = tmp_path / "every5.mp4"
+    list(watch(fixtures / "short_hamilton_clip.mp4", finder=CrowdFinder.fast(), every=5, max_frames=6,
+               annotate=out_video))
+    video = cv2.VideoCapture(str(out_video))
+    assert video.get(cv2.CAP_PROP_FRAME_COUNT) == 6
+    assert video.get(cv2.CAP_PROP_FPS) == pytest.approx(29.97 / 5, rel=0.01)  # 6 frames last 1 s, as in the clip
 
 
 def test_watch_on_the_hamilton_clip(fixtures):

@@ -394,7 +394,7 @@ def watch(
     search = gallery_searcher(gallery, k) if gallery is not None else None
     tracker = tracker or IoUTracker()
     states: dict[int, _TrackState] = {}
-    writer: cv2.VideoWriter | None = None
+    video = AnnotatedVideo(annotate, FOLDER_FPS if Path(str(source)).is_dir() else None) if annotate else None
 
     def close(track_id: int) -> dict[str, Any] | None:
         s = states.pop(track_id, None)
@@ -423,10 +423,8 @@ def watch(
                 if search is not None:
                     keep_for_search(s.search_crops, float(quality[i]), frame.index,
                                     lambda box=faces.boxes[i]: _margin_crop(frame.rgb, box))
-            if annotate is not None:
-                if writer is None:
-                    writer = _open_writer(annotate, frame.rgb.shape, source)
-                writer.write(draw_tracks(frame.rgb, faces, ids))
+            if video is not None:
+                video.add(frame.time_s, draw_tracks(frame.rgb, faces, ids))
             if on_frame is not None:
                 on_frame(frame, faces, ids)
             for t in tracker.ended:
@@ -438,19 +436,44 @@ def watch(
             if rec is not None:
                 yield rec
     finally:
-        if writer is not None:
-            writer.release()
+        if video is not None:
+            video.close()
 
 
-def _open_writer(path: str | Path, shape: tuple[int, ...], source: str | Path) -> cv2.VideoWriter:
-    cap = cv2.VideoCapture(str(source)) if not Path(str(source)).is_dir() else None
-    fps = (cap.get(cv2.CAP_PROP_FPS) if cap is not None else 0) or 10.0
-    if cap is not None:
-        cap.release()
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (shape[1], shape[0]))
-    if not writer.isOpened():
-        raise OSError(f"cannot write video {path}")
-    return writer
+FOLDER_FPS = 10.0  # an image folder has no clock
+
+
+class AnnotatedVideo:
+    """The annotated frames as an mp4 that plays at the source's pace: its frame rate comes from the first two
+    frames' times, since ``every`` and live reading keep only some of the source's frames (``fps`` fixes it)."""
+
+    def __init__(self, path: str | Path, fps: float | None = None) -> None:
+        self.path, self.fps = Path(path), fps
+        self._writer: cv2.VideoWriter | None = None
+        self._first: tuple[float, np.ndarray] | None = None  # held until the second frame gives the rate
+
+    def add(self, time_s: float, bgr: np.ndarray) -> None:
+        if self._writer is None:
+            if self.fps is None and self._first is None:
+                self._first = (time_s, bgr)
+                return
+            step = time_s - self._first[0] if self._first is not None else 0.0
+            self._open(bgr.shape, self.fps or (float(np.clip(1.0 / step, 0.5, 120.0)) if step > 0 else FOLDER_FPS))
+        self._writer.write(bgr)
+
+    def _open(self, shape: tuple[int, ...], fps: float) -> None:
+        self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (shape[1], shape[0]))
+        if not self._writer.isOpened():
+            raise OSError(f"cannot write video {self.path}")
+        if self._first is not None:
+            self._writer.write(self._first[1])
+            self._first = None
+
+    def close(self) -> None:
+        if self._writer is None and self._first is not None:  # a single frame
+            self._open(self._first[1].shape, self.fps or FOLDER_FPS)
+        if self._writer is not None:
+            self._writer.release()
 
 
 _COLOURS = {"none": (0, 200, 255), "correct": (0, 200, 0), "incorrect": (0, 0, 255)}  # BGR
