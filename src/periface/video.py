@@ -377,7 +377,7 @@ def watch(
     ``finder``: anything with ``find(rgb) -> Faces`` (default ``CrowdFinder.default()``); ``mask_classifier``: a
     ``MaskClassifier`` (default the shipped CNN). Tracks seen in fewer than ``min_frames`` frames are dropped as
     flicker. ``annotate``: write a video with the tracked boxes, ids and mask states. ``on_unreadable`` and ``live``
-    (newest frame first; the default for stream URLs): see ``frames``.
+    (newest frame first; the default for a camera's stream URL): see ``frames``.
     """
     if finder is None:
         from .detect.crowd import CrowdFinder
