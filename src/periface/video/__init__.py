@@ -9,17 +9,13 @@ three, not one search per frame).
 >>> for record in watch("tests/fixtures/short_hamilton_clip.mp4"):     # doctest: +SKIP
 ...     print(record["track"], record["mask"], record["frames"])
 
-The tracker is a small ByteTrack-style one: detections are split by score, confident ones are matched first to
-the predicted (constant-velocity) boxes of live tracks by IoU with the Hungarian method, weak ones may only extend
-existing tracks, and a track ends after ``max_missed`` frames unseen.
+Decoding (and reading a camera live) is in ``decode``, the tracker and the face quality in ``track``; this module
+puts them together with the finder, the mask state and the gallery.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-import time
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,250 +23,14 @@ from typing import Any, Callable, Iterator
 
 import cv2
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
-from .detect.base import iou_matrix
-from .errors import ImageError, VideoError
-from .faces import MASK_STATES, Faces
-from .image import IMAGE_SUFFIXES, images_in, load_image
+from ..faces import MASK_STATES, Faces
+from .decode import Frame, LatestFrame, UnreadableFrameWarning, frames, is_stream
+from .track import IoUTracker, Track, face_quality
 
-
-
-# ------------------------------------------------------------------------------------------------- decoding
-
-
-@dataclass(frozen=True)
-class Frame:
-    index: int
-    time_s: float
-    rgb: np.ndarray
-
-
-def is_stream(source: str | Path) -> bool:
-    """Whether ``source`` is a stream URL (rtsp://, http://, ...) rather than a file or a folder."""
-    return "://" in str(source) and not Path(str(source)).exists()
-
-
-def frames(source: str | Path, *, every: int = 1, max_frames: int | None = None,
-           on_unreadable: Callable[[str, str], None] | None = None, live: bool | None = None) -> Iterator[Frame]:
-    """RGB frames of a video file, a stream URL or a folder of images; ``every`` keeps one frame in ``every``.
-
-    A folder's images are read like any image (``periface.image.load_image``); one that cannot be read is skipped and
-    reported to ``on_unreadable(file, reason)`` (default: a ``UnreadableFrameWarning``). Raises ``VideoError`` when
-    the source cannot be opened or yields no frame at all.
-    ``live`` (the default for a stream URL without a frame count: a camera, not a video file served over HTTP): the
-    source is read on its own thread and each frame given is the newest one (``Frame.index`` counts the frames
-    skipped), so that processing slower than the camera stays on the present instead of falling further behind a
-    growing backlog; ``every`` does not apply then. A file read live plays at its own frame rate, as a camera would
-    send it.
-    """
-    src = str(source)
-    path = Path(src)
-    emitted = 0
-    if path.is_dir():
-        files = images_in(path)
-        if not files:
-            raise VideoError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder", source=src)
-        for i, f in enumerate(files[::every]):
-            if max_frames is not None and emitted >= max_frames:
-                break
-            try:
-                rgb = load_image(f)
-            except ImageError as e:
-                (on_unreadable or _warn_unreadable)(str(f), e.reason)
-                continue
-            emitted += 1
-            yield Frame(i * every, float(i * every), rgb)
-        if not emitted:
-            raise VideoError("none of the folder's images could be read", source=src)
-        return
-    if "://" not in src and not path.exists():
-        raise VideoError("file not found", source=src)
-    cap = cv2.VideoCapture(src)
-    if not cap.isOpened():
-        raise VideoError("cannot open: not a video OpenCV can decode, a damaged file, or an unreachable stream",
-                         source=src)
-    fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
-    if live is None:
-        live = is_stream(src) and not cap.get(cv2.CAP_PROP_FRAME_COUNT) > 0
-    if live:
-        yield from _newest_frames(LatestFrame(cap, fps, paced=not is_stream(src)), src, max_frames)
-        return
-    index = 0
-    try:
-        while max_frames is None or emitted < max_frames:
-            if index % every and cap.grab():  # skip without decoding
-                index += 1
-                continue
-            ok, bgr = cap.read()
-            if not ok:
-                break
-            t = index / fps if fps > 0 else cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
-            yield Frame(index, float(t), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-            index += 1
-            emitted += 1
-    finally:
-        cap.release()
-    if not emitted:
-        raise VideoError("no frame could be decoded: not a video, or a damaged one", source=src)
-
-
-class LatestFrame:
-    """Reads a capture (anything with ``read()`` and ``release()``, as ``cv2.VideoCapture``) on its own thread and
-    keeps only the newest frame; ``take()`` waits for a frame newer than the last one taken. ``paced``: frame i is
-    not given before i / ``fps`` seconds (a file played as a camera; a stream paces itself)."""
-
-    def __init__(self, capture: Any, fps: float = 0.0, paced: bool = False) -> None:
-        self._capture, self._fps, self._paced = capture, fps, paced and fps > 0
-        self._newest: tuple[int, float, np.ndarray] | None = None
-        self._ended = self._stopping = False
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read, name="periface-stream", daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        index, start = 0, time.monotonic()
-        try:
-            while not self._stopping:
-                ok, bgr = self._capture.read()
-                if not ok:
-                    break
-                t = index / self._fps if self._fps > 0 else self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
-                if self._paced:
-                    time.sleep(max(0.0, start + t - time.monotonic()))
-                with self._changed:
-                    self._newest = (index, float(t), bgr)
-                    self._changed.notify_all()
-                index += 1
-        finally:
-            self._capture.release()
-            with self._changed:
-                self._ended = True
-                self._changed.notify_all()
-
-    def take(self) -> tuple[int, float, np.ndarray] | None:
-        """(index, time in s, BGR frame) of the newest frame not taken yet; None once the source has ended."""
-        with self._changed:
-            self._changed.wait_for(lambda: self._newest is not None or self._ended)
-            newest, self._newest = self._newest, None
-            return newest
-
-    def stop(self) -> None:
-        self._stopping = True
-        self._reader.join(timeout=5.0)  # a read blocked on a silent stream ends with the daemon thread
-
-
-def _newest_frames(latest: LatestFrame, src: str, max_frames: int | None) -> Iterator[Frame]:
-    emitted = 0
-    try:
-        while max_frames is None or emitted < max_frames:
-            newest = latest.take()
-            if newest is None:
-                break
-            index, t, bgr = newest
-            yield Frame(index, t, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-            emitted += 1
-    finally:
-        latest.stop()
-    if not emitted:
-        raise VideoError("no frame could be decoded: not a video, or a damaged one", source=src)
-
-
-class UnreadableFrameWarning(UserWarning):
-    """An image in a folder read as a video could not be read and was skipped."""
-
-
-def _warn_unreadable(file: str, reason: str) -> None:
-    warnings.warn(f"{file}: skipped, {reason}", UnreadableFrameWarning, stacklevel=3)
-
-
-# ------------------------------------------------------------------------------------------------- tracking
-
-
-@dataclass
-class Track:
-    id: int
-    box: np.ndarray
-    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))
-    hits: int = 1
-    missed: int = 0
-
-    def predicted(self) -> np.ndarray:
-        return self.box + self.velocity * (self.missed + 1)
-
-
-class IoUTracker:
-    """ByteTrack-style association by IoU; ``update`` returns the track id of each detection (-1: unassigned).
-
-    >>> t = IoUTracker()
-    >>> t.update(np.array([[10, 10, 50, 50]], np.float32), np.array([0.9]))
-    array([0])
-    """
-
-    def __init__(self, iou_threshold: float = 0.2, high_score: float = 0.5, max_missed: int = 15) -> None:
-        self.iou_threshold = iou_threshold
-        self.high_score = high_score
-        self.max_missed = max_missed
-        self.tracks: list[Track] = []
-        self.ended: list[Track] = []  # tracks dropped at the last update, for the caller to close
-        self._next = 0
-
-    def update(self, boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
-        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-        scores = np.asarray(scores, np.float32).reshape(-1)
-        ids = np.full(len(boxes), -1, np.int64)
-        live = list(range(len(self.tracks)))
-        high = np.flatnonzero(scores >= self.high_score)
-        low = np.flatnonzero(scores < self.high_score)
-        for dets in (high, low):
-            live = self._associate(dets, live, boxes, ids)
-        for t in (self.tracks[i] for i in live):  # not seen in this frame
-            t.missed += 1
-        for d in high[ids[high] < 0]:  # only confident detections start tracks
-            self.tracks.append(Track(self._next, boxes[d].copy()))
-            ids[d] = self._next
-            self._next += 1
-        self.ended = [t for t in self.tracks if t.missed > self.max_missed]
-        self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
-        return ids
-
-    def _associate(self, dets: np.ndarray, live: list[int], boxes: np.ndarray, ids: np.ndarray) -> list[int]:
-        if len(dets) == 0 or not live:
-            return live
-        pred = np.stack([self.tracks[i].predicted() for i in live])
-        iou = iou_matrix(pred, boxes[dets])
-        rows, cols = linear_sum_assignment(-iou)
-        matched = set()
-        for r, c in zip(rows, cols):
-            if iou[r, c] < self.iou_threshold:
-                continue
-            t, d = self.tracks[live[r]], dets[c]
-            step = (boxes[d] - t.box) / (t.missed + 1)
-            t.velocity = 0.6 * t.velocity + 0.4 * step
-            t.box, t.missed = boxes[d].copy(), 0
-            t.hits += 1
-            ids[d] = t.id
-            matched.add(r)
-        return [i for k, i in enumerate(live) if k not in matched]
-
-
-# ------------------------------------------------------------------------------------------------- quality
-
-
-def face_quality(faces: Faces) -> np.ndarray:
-    """(N,) in [0, 1]: detector score x size (saturating at 112 px, the recogniser's input) x frontalness.
-
-    Frontalness compares the nose tip's distance to each eye: equal in a frontal face, one-sided when turned.
-    """
-    if len(faces) == 0:
-        return np.zeros((0,), np.float32)
-    side = np.min(faces.boxes[:, 2:] - faces.boxes[:, :2], axis=1)
-    size = np.clip(side / 112.0, 0, 1)
-    lm = faces.landmarks
-    d_left = np.linalg.norm(lm[:, 2] - lm[:, 0], axis=1)
-    d_right = np.linalg.norm(lm[:, 2] - lm[:, 1], axis=1)
-    frontal = 1.0 - np.abs(d_left - d_right) / np.maximum(d_left + d_right, 1e-6)
-    return (np.clip(faces.scores, 0, 1) * size * np.clip(frontal, 0, 1)).astype(np.float32)
+__all__ = ["AnnotatedVideo", "Frame", "IoUTracker", "LatestFrame", "Track", "UnreadableFrameWarning",
+           "coco_detections", "draw_tracks", "face_quality", "frames", "gallery_searcher", "is_stream",
+           "keep_for_search", "watch", "write_jsonl"]
 
 
 # ------------------------------------------------------------------------------------------------- records
@@ -343,7 +103,7 @@ def _record(s: _TrackState, search: Callable[[list[np.ndarray]], list[dict]] | N
 def gallery_searcher(gallery: Any, k: int = 5,
                      purpose: str = "video watch") -> Callable[[list[np.ndarray]], list[dict]]:
     """One audited ``Gallery.search`` on a track's best crops; errors (no face in any) give an empty list."""
-    from .errors import PerifaceError
+    from ..errors import PerifaceError
 
     def search(crops: list[np.ndarray]) -> list[dict]:
         try:
@@ -380,15 +140,15 @@ def watch(
     (newest frame first; the default for a camera's stream URL): see ``frames``.
     """
     if finder is None:
-        from .detect.crowd import CrowdFinder
+        from ..detect.crowd import CrowdFinder
 
         finder = CrowdFinder.default()
     if mask_classifier is None:
-        from .mask.classify import default_mask_classifier
+        from ..mask.classify import default_mask_classifier
 
         mask_classifier = default_mask_classifier()
     if gallery is not None and isinstance(gallery, (str, Path)):
-        from .gallery import Gallery
+        from ..gallery import Gallery
 
         gallery = Gallery(gallery)
     search = gallery_searcher(gallery, k) if gallery is not None else None
