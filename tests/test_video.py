@@ -226,6 +226,48 @@ def test_watch_command_writes_json_lines(moving_face_dir, tmp_path):
     assert len(lines) == 1 and lines[0]["frames"] == 8
 
 
+class InterruptedFinder:
+    """The real finder until its ``stop_at``-th frame, where the user presses Ctrl-C."""
+
+    def __init__(self, stop_at: int) -> None:
+        from periface.detect.crowd import CrowdFinder
+
+        self.finder, self.calls, self.stop_at = CrowdFinder.fast(), 0, stop_at
+
+    def find(self, rgb):
+        self.calls += 1
+        if self.calls == self.stop_at:
+            raise KeyboardInterrupt
+        return self.finder.find(rgb)
+
+
+def test_ctrl_c_ends_a_watch_with_the_open_tracks_given(moving_face_dir):
+    records, gen = [], watch(moving_face_dir, finder=InterruptedFinder(stop_at=6))
+    with pytest.raises(KeyboardInterrupt):
+        for record in gen:
+            records.append(record)
+    assert len(records) == 1 and records[0]["frames"] == 5 and records[0]["last_seen"]["frame"] == 4
+
+
+def test_the_watch_command_stopped_by_ctrl_c_writes_the_open_tracks_and_says_so(moving_face_dir, tmp_path,
+                                                                                  monkeypatch):
+    import typer
+    from typer.testing import CliRunner
+
+    from periface.detect.crowd import CrowdFinder
+    from periface.video_commands import watch as watch_command
+
+    monkeypatch.setattr(CrowdFinder, "default", classmethod(lambda cls, **kw: InterruptedFinder(stop_at=6)))
+    app = typer.Typer()
+    app.command()(watch_command)
+    app.command("noop")(lambda: None)
+    out = tmp_path / "tracks.jsonl"
+    res = CliRunner().invoke(app, ["watch", str(moving_face_dir), "--out", str(out)])
+    assert res.exit_code == 130
+    assert [json.loads(x)["frames"] for x in out.read_text().splitlines()] == [5]
+    assert "stopped: 1 track(s): 1 " in res.output
+
+
 def test_a_source_that_is_not_a_video_is_refused_with_its_name_and_reason(tmp_path):
     from periface.errors import VideoError
 

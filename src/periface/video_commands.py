@@ -6,8 +6,9 @@ Register with ``app.command()(watch)`` in ``cli.py``.
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 
@@ -32,6 +33,7 @@ def watch(
     from .cli import err, fail
     from .detect.crowd import CrowdFinder
     from .errors import PerifaceError
+    from .faces import MASK_STATES
     from .video import watch as watch_source, write_jsonl
 
     def skipped(file: str, reason: str) -> None:
@@ -40,15 +42,29 @@ def watch(
     finder = CrowdFinder.fast() if fast else CrowdFinder.default()
     records = watch_source(source, gallery=gallery, finder=finder, every=every, max_frames=max_frames,
                            min_frames=min_frames, k=k, annotate=annotate, on_unreadable=skipped, live=live)
+    states: Counter = Counter()
+
+    def counted(tracks: Iterator[dict]) -> Iterator[dict]:
+        for record in tracks:
+            states[record["mask"]] += 1
+            yield record
+
+    def summary() -> str:
+        n = sum(states.values())
+        return f"{n} track(s)" + (": " + ", ".join(f"{states[m]} {m}" for m in MASK_STATES if states[m]) if n else "")
+
     try:
         if out is None:
-            n = write_jsonl(records, sys.stdout)
+            write_jsonl(counted(records), sys.stdout)
         else:
             with open(out, "w") as f:
-                n = write_jsonl(records, f)
+                write_jsonl(counted(records), f)
+    except KeyboardInterrupt:  # how a camera's stream is ended: the tracks still open were written first
+        typer.echo(f"stopped: {summary()}", err=True)
+        raise typer.Exit(130)
     except PerifaceError as e:
         fail(e)
     except OSError as e:
         err.print(f"[red]error:[/red] {e}", highlight=False)
         raise typer.Exit(2) from e
-    typer.echo(f"{n} track(s)", err=True)
+    typer.echo(summary(), err=True)

@@ -71,6 +71,27 @@ def keep_for_search(kept: list[tuple[float, int, np.ndarray]], quality: float, f
     kept[:] = sorted(others + [(quality, frame, crop_of())], key=lambda entry: -entry[0])[:SEARCH_FRAMES]
 
 
+def _add_to_tracks(states: dict[int, _TrackState], frame: Frame, faces: Faces, ids: np.ndarray,
+                   keep_crops: bool) -> None:
+    """Each tracked face of ``frame`` counted into its track: frames, mask vote, best frame and, for a gallery
+    search, the crops of its best frames."""
+    quality = face_quality(faces)
+    for i, tid in enumerate(ids):
+        if tid < 0:
+            continue
+        s = states.setdefault(int(tid), _TrackState(int(tid), frame.index, frame.time_s))
+        s.last_frame, s.last_time = frame.index, frame.time_s
+        s.frames += 1
+        s.votes[faces.mask[i]] += 1
+        s.mask_scores.append(float(faces.mask_score[i]))
+        if quality[i] > s.best_quality:
+            s.best_quality, s.best_frame, s.best_time = float(quality[i]), frame.index, frame.time_s
+            s.best_box = faces.boxes[i].copy()
+        if keep_crops:
+            keep_for_search(s.search_crops, float(quality[i]), frame.index,
+                            lambda box=faces.boxes[i]: _margin_crop(frame.rgb, box))
+
+
 def _margin_crop(rgb: np.ndarray, box: np.ndarray, margin: float = 0.4) -> np.ndarray:
     x0, y0, x1, y1 = box
     mx, my = (x1 - x0) * margin, (y1 - y0) * margin
@@ -162,35 +183,25 @@ def watch(
             return None
         return _record(s, search)
 
+    interrupted = False
     try:
-        for frame in frames(source, every=every, max_frames=max_frames, on_unreadable=on_unreadable, live=live):
-            faces = finder.find(frame.rgb)
-            labels, mask_score = mask_classifier.classify(frame.rgb, faces) if len(faces) else ([], np.zeros(0))
-            faces.mask, faces.mask_score = list(labels), np.asarray(mask_score, np.float32)
-            ids = tracker.update(faces.boxes, faces.scores)
-            quality = face_quality(faces)
-            for i, tid in enumerate(ids):
-                if tid < 0:
-                    continue
-                s = states.setdefault(int(tid), _TrackState(int(tid), frame.index, frame.time_s))
-                s.last_frame, s.last_time = frame.index, frame.time_s
-                s.frames += 1
-                s.votes[faces.mask[i]] += 1
-                s.mask_scores.append(float(faces.mask_score[i]))
-                if quality[i] > s.best_quality:
-                    s.best_quality, s.best_frame, s.best_time = float(quality[i]), frame.index, frame.time_s
-                    s.best_box = faces.boxes[i].copy()
-                if search is not None:
-                    keep_for_search(s.search_crops, float(quality[i]), frame.index,
-                                    lambda box=faces.boxes[i]: _margin_crop(frame.rgb, box))
-            if video is not None:
-                video.add(frame.time_s, draw_tracks(frame.rgb, faces, ids))
-            if on_frame is not None:
-                on_frame(frame, faces, ids)
-            for t in tracker.ended:
-                rec = close(t.id)
-                if rec is not None:
-                    yield rec
+        try:
+            for frame in frames(source, every=every, max_frames=max_frames, on_unreadable=on_unreadable, live=live):
+                faces = finder.find(frame.rgb)
+                labels, mask_score = mask_classifier.classify(frame.rgb, faces) if len(faces) else ([], np.zeros(0))
+                faces.mask, faces.mask_score = list(labels), np.asarray(mask_score, np.float32)
+                ids = tracker.update(faces.boxes, faces.scores)
+                _add_to_tracks(states, frame, faces, ids, keep_crops=search is not None)
+                if video is not None:
+                    video.add(frame.time_s, draw_tracks(frame.rgb, faces, ids))
+                if on_frame is not None:
+                    on_frame(frame, faces, ids)
+                for t in tracker.ended:
+                    rec = close(t.id)
+                    if rec is not None:
+                        yield rec
+        except KeyboardInterrupt:  # a camera has no end: Ctrl-C ends it, and the open tracks are still given
+            interrupted = True
         for tid in sorted(states):
             rec = close(tid)
             if rec is not None:
@@ -198,6 +209,8 @@ def watch(
     finally:
         if video is not None:
             video.close()
+    if interrupted:
+        raise KeyboardInterrupt
 
 
 FOLDER_FPS = 10.0  # an image folder has no clock
