@@ -59,6 +59,21 @@ def test_enroll_search_remove_roundtrip(tmp_path, key_env):
     assert r.exit_code != 0 and "obama" in r.stderr
 
 
+def test_several_photos_of_one_person_make_one_search(tmp_path, key_env):
+    g = tmp_path / "g"
+    for p in ("obama", "biden", "kit_harington"):
+        assert run("enroll", "--gallery", g, "--id", p, "--purpose", "door access", SAMPLES / f"enrol_{p}.jpg").exit_code == 0
+    photos = [SAMPLES / "probe_obama.jpg", SAMPLES / "verify_obama_a.jpg", SAMPLES / "verify_obama_b.jpg"]
+    r = run("search", "--gallery", g, *photos, "-k", "2", "--purpose", "missing person, family's photos", "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["probe"] == [str(p) for p in photos] and doc["candidates"][0]["identity"] == "obama"
+    from periface.gallery import Gallery
+
+    (record,) = Gallery(g).audit.records(action="search")
+    assert len(record.inputs) == 3 and record.details["pictures_used"] == 3
+
+
 def test_search_in_a_non_gallery_fails_cleanly(tmp_path):
     r = run("search", "--gallery", tmp_path / "nothing", SAMPLES / "probe_obama.jpg", "--purpose", "door check")
     assert r.exit_code != 0 and "no periface gallery" in r.stderr

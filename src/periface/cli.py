@@ -161,31 +161,34 @@ def enroll(
 
 @app.command()
 def search(
-    image: Path,
+    images: List[Path] = typer.Argument(..., help="a photo of the person sought; several photos of the same person "
+                                                  "make one search on the mean of their faces"),
     gallery: Path = typer.Option(..., "--gallery"),
     k: int = typer.Option(10, "-k", "--k", min=1, max=100, help="candidates to return"),
     purpose: Optional[str] = typer.Option(None, "--purpose", help="why this search is made (required, audited)"),
     crop: bool = typer.Option(False, "--crop"),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Rank the gallery's identities for IMAGE: a candidate list for a person to review, not a verdict.
+    """Rank the gallery's identities for the person in IMAGES: a candidate list for a person to review, not a verdict.
 
     Every search states why it is made; the audit log records the purpose and who ran it."""
     from .errors import GalleryError
     from .gallery import Gallery
 
     try:
-        purpose = stated_purpose(purpose, "--purpose, which the audit log keeps", source=str(image))
+        purpose = stated_purpose(purpose, "--purpose, which the audit log keeps", source=str(images[0]))
         if not (gallery / "gallery.sqlite").exists():
             raise GalleryError("no periface gallery here", source=str(gallery))
         g = Gallery(gallery)
-        candidates = g.search(image, k=k, purpose=purpose, crop=crop, actor=terminal_actor())
+        probe = images[0] if len(images) == 1 else list(images)
+        candidates = g.search(probe, k=k, purpose=purpose, crop=crop, actor=terminal_actor())
     except PerifaceError as e:
         fail(e, as_json)
-    doc = {"probe": str(image), "candidates": [c.to_dict() for c in candidates]}
+    doc = {"probe": str(images[0]) if len(images) == 1 else [str(i) for i in images],
+           "candidates": [c.to_dict() for c in candidates]}
 
     def render() -> None:
-        table = Table(title=f"candidates for {image}")
+        table = Table(title=f"candidates for {', '.join(str(i) for i in images)}")
         for col in ("rank", "identity", "score", "FAR"):
             table.add_column(col)
         for c in candidates:
