@@ -25,6 +25,29 @@ def save_network(state: dict, path) -> None:
     path.with_suffix(".tmp").rename(path)
 
 
+def training_environment() -> dict:
+    """What a trained network's exact bytes depend on besides the script and the data: the same command rebuilds them
+    bit for bit on one machine, but not across torch builds or processors (twenty-third session, docs/crowds.md)."""
+    import platform
+
+    import cv2
+    import numpy as np
+    import torch
+
+    return {"torch": torch.__version__, "numpy": np.__version__, "opencv": cv2.__version__,
+            "python": platform.python_version(), "machine": platform.machine(), "processor": _cpu_model()}
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        import platform
+
+        return platform.processor()
+
+
 def add_machine_arguments(ap, width: float) -> None:
     """The options both CNN training scripts share: the network's width and where it trains."""
     ap.add_argument("--width", type=float, default=width, help="channel multiplier of the CNN (build_net)")

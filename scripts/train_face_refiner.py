@@ -48,7 +48,7 @@ from typing import Any, NamedTuple
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
-from _parallel import add_machine_arguments, run_jobs, save_network  # noqa: E402
+from _parallel import add_machine_arguments, run_jobs, save_network, training_environment  # noqa: E402
 
 from periface.detect.base import iou_matrix  # noqa: E402
 from periface.detect.crowd import CALIBRATION_FILE, CrowdFinder, Fusion, candidate_features, cluster, select_faces  # noqa: E402
@@ -426,6 +426,7 @@ def main() -> int:
         "refiner": {"file": MODEL_FILE.name, "members": members, "mirror": mirror, "iterations": iterations,
                     "context": args.context, "width": args.width,
                     "fusion_fitted_on": "out-of-fold refiner outputs, 4 folds of the train images",
+                    "written_with": training_environment(),  # (networks taken from the cache may be older)
                     "variants_on_train_out_of_fold": {f"members={k} mirror={m} iterations={it} contained={c}": {
                         "masked>=32": key[0], ">=32": key[1], "all": key[2], "threshold": round(t, 3)}
                         for key, k, m, it, c, _, t, _ in results}},
