@@ -29,6 +29,7 @@ from periface import Engine  # noqa: E402
 from periface.evaluation.datasets import require_datasets  # noqa: E402
 from periface.evaluation.identification import lfw_identification_sets  # noqa: E402
 from periface.evaluation.masked_eval import embed_reference_variants, method_similarities, probe_pipeline  # noqa: E402
+from periface.evaluation.metrics import cmc  # noqa: E402
 from periface.evaluation.pipelines import (EmbeddingCache, embed_paths, periface_pipeline,  # noqa: E402
                                           pipeline_fingerprint, reference_pipeline)
 from periface.evaluation.reference import FaceRecognitionReference  # noqa: E402
@@ -45,17 +46,10 @@ def tracks_of(mated: list[str]) -> dict[str, list[str]]:
     return {name: paths[:FRAMES] for name, paths in sorted(by_person.items()) if len(paths) >= FRAMES}
 
 
-def ranks(scores: np.ndarray, gallery_ids: np.ndarray, truth: str) -> int:
-    """Rank of the true identity in one row of scores (higher is better); a row without a face ranks last."""
-    if not np.isfinite(scores).all():
-        return len(gallery_ids) + 1
-    return int(np.flatnonzero(gallery_ids[np.argsort(-scores, kind="stable")] == truth)[0]) + 1
-
-
-def summary(r: list[int]) -> dict:
-    a = np.asarray(r)
-    return {"searches": len(a), "rank1": float(np.mean(a == 1)), "rank5": float(np.mean(a <= 5)),
-            "rank10": float(np.mean(a <= 10))}
+def summary(rows: list[np.ndarray], gallery_ids: np.ndarray, truth: list[str]) -> dict:
+    """Rank-1/5/10 of searches given as rows of scores over the gallery (higher is better; NaN: no face, a miss)."""
+    curve = cmc(np.stack(rows), gallery_ids, np.array(truth), max_rank=10)
+    return {"searches": len(rows), "rank1": float(curve[0]), "rank5": float(curve[4]), "rank10": float(curve[9])}
 
 
 def periface_rows(images: Path, sets: dict, tracks: dict[str, list[str]]) -> dict:
@@ -70,17 +64,19 @@ def periface_rows(images: Path, sets: dict, tracks: dict[str, list[str]]) -> dic
     keep = [p for p in sets["gallery"] if np.isfinite(g[p]).all()]
     gx, rx, ids = np.stack([g[p] for p in keep]), np.stack([refs[p] for p in keep]), np.array([p.split("/")[0] for p in keep])
     one, mean = [], []
-    for name, paths in tracks.items():
+    for paths in tracks.values():
         rows = np.stack([q[p] for p in paths])
-        one += [ranks(s, ids, name) for s in method_similarities(engine, rows, gx, rx)["routed"]]
+        one += list(method_similarities(engine, rows, gx, rx)["routed"])
         found = np.isfinite(rows).all(axis=1)
         if not found.any():
-            mean.append(len(ids) + 1)
+            mean.append(np.full(len(ids), np.nan))
             continue
         vector, masked, _ = mean_probe(rows[found, :d], rows[found, d] > 0.5)
         probe = np.append(vector, np.float32(masked))[None]
-        mean.append(ranks(method_similarities(engine, probe, gx, rx)["routed"][0], ids, name))
-    return {"one picture": summary(one), f"mean of {FRAMES}": summary(mean)}
+        mean.append(method_similarities(engine, probe, gx, rx)["routed"][0])
+    names = list(tracks)
+    return {"one picture": summary(one, ids, [n for n in names for _ in range(FRAMES)]),
+            f"mean of {FRAMES}": summary(mean, ids, names)}
 
 
 def face_recognition_rows(images: Path, sets: dict, tracks: dict[str, list[str]]) -> dict:
@@ -96,12 +92,14 @@ def face_recognition_rows(images: Path, sets: dict, tracks: dict[str, list[str]]
         return -np.linalg.norm(gx - x, axis=1) if np.isfinite(x).all() else np.full(len(gx), np.nan)
 
     one, mean = [], []
-    for name, paths in tracks.items():
+    for paths in tracks.values():
         rows = np.stack([q[p] for p in paths])
-        one += [ranks(scores(x), ids, name) for x in rows]
+        one += [scores(x) for x in rows]
         found = rows[np.isfinite(rows).all(axis=1)]
-        mean.append(ranks(scores(found.mean(axis=0)), ids, name) if len(found) else len(ids) + 1)
-    return {"one picture": summary(one), f"mean of {FRAMES}": summary(mean)}
+        mean.append(scores(found.mean(axis=0)) if len(found) else np.full(len(ids), np.nan))
+    names = list(tracks)
+    return {"one picture": summary(one, ids, [n for n in names for _ in range(FRAMES)]),
+            f"mean of {FRAMES}": summary(mean, ids, names)}
 
 
 def main() -> int:
