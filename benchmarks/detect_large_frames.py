@@ -116,8 +116,9 @@ def main() -> int:
     scenes = [s for s in read_scenes(require_datasets() / "mask-scenes") if split_of(s.image.name) == args.split]
     scenes = scenes[:args.limit] if args.limit else scenes
     hog = FaceRecognitionReference(upsample=1)
+    finder = CrowdFinder.default(tile_workers=args.tile_workers)
     methods = {
-        "periface": boxes_and_scores(CrowdFinder.default(tile_workers=args.tile_workers)),
+        "periface": boxes_and_scores(finder),
         "periface, two levels (before)": boxes_and_scores(CrowdFinder.default(level_ratio=np.inf,
                                                                               tile_workers=args.tile_workers)),
         "periface, whole frame (before)": boxes_and_scores(CrowdFinder.default(working_size=None)),
@@ -126,7 +127,7 @@ def main() -> int:
     if args.no_before:
         methods = {name: find for name, find in methods.items() if not name.endswith("(before)")}
     report: dict = {"split": args.split, "scenes": len(scenes), "working_size": CrowdFinder.working_size,
-                    "tile_threads": CrowdFinder.default(tile_workers=args.tile_workers).tile_threads, "frames": {}}
+                    "tile_threads": finder.tile_threads, "frames": {}}
     for spec in args.frames:
         kind, k, zoom = parse_frames(spec)
         report["frames"][spec] = {name: score(find, scenes, kind, k, zoom) for name, find in methods.items()

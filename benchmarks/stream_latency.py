@@ -32,6 +32,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from _common import write_result  # noqa: E402
 
+from periface.detect.crowd import CrowdFinder, available_cores  # noqa: E402
 from periface.image import scaled  # noqa: E402
 from periface.video import frames, watch  # noqa: E402
 
@@ -100,11 +101,7 @@ def summary(camera: Camera, processed: list[tuple[int, float]], seconds: float) 
                           "last": round(float(latency[-1]), 3)}}
 
 
-def run_periface(jpegs: list[bytes], fps: float, live: bool | None, max_frames: int) -> dict:
-    from periface.detect.crowd import CrowdFinder
-
-    finder = CrowdFinder.default()
-    finder.find(np.zeros((1080, 1920, 3), np.uint8))  # models loaded and threads started before the camera starts
+def run_periface(finder: CrowdFinder, jpegs: list[bytes], fps: float, live: bool | None, max_frames: int) -> dict:
     camera = Camera(jpegs, fps)
     processed: list[tuple[int, float]] = []
     t0 = time.perf_counter()
@@ -141,10 +138,12 @@ def main() -> int:
     jpegs, fps = clip_jpegs(args.clip, args.height)
     height, width = cv2.imdecode(np.frombuffer(jpegs[0], np.uint8), cv2.IMREAD_COLOR).shape[:2]
     report: dict = {"clip": args.clip.name, "frame_size": [width, height], "camera_fps": round(fps, 2),
-                    "camera_frames": len(jpegs), "cores": len(os.sched_getaffinity(0)), "rows": {}}
+                    "camera_frames": len(jpegs), "cores": available_cores(), "rows": {}}
     rows = report["rows"]
-    rows["periface, live (newest frame)"] = run_periface(jpegs, fps, None, args.max_frames)  # the URL's default
-    rows["periface, frame by frame"] = run_periface(jpegs, fps, False, args.max_frames)
+    finder = CrowdFinder.default()
+    finder.find(np.zeros((height, width, 3), np.uint8))  # models loaded and threads started before the camera starts
+    rows["periface, live (newest frame)"] = run_periface(finder, jpegs, fps, None, args.max_frames)  # the URL's default
+    rows["periface, frame by frame"] = run_periface(finder, jpegs, fps, False, args.max_frames)
     rows["face_recognition, frame by frame"] = run_face_recognition(jpegs, fps, args.max_frames)
     reference = rows["face_recognition, frame by frame"]["latency_s"]["max"]
     for name, r in rows.items():

@@ -22,7 +22,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from periface.detect.crowd import CrowdFinder  # noqa: E402
+from periface.detect.crowd import CrowdFinder, available_cores  # noqa: E402
 from periface.video import frames, watch  # noqa: E402
 
 CLIP = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "short_hamilton_clip.mp4"
@@ -113,13 +113,13 @@ def main() -> int:
     args = ap.parse_args()
     if args.enlarge_to:
         args.clip = enlarged_clip(args.clip, args.enlarge_to, args.max_frames)
-    cores = len(os.sched_getaffinity(0))
+    cores = available_cores()
     report = {"clip": str(args.clip.name), "cores": cores, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
               "note": "wall-clock on a shared machine: compare the ratio, measured in the same run"}
     report["frame_size"] = next(iter(frames(args.clip, max_frames=1))).rgb.shape[1::-1]
-    report["tile_threads"] = CrowdFinder.fast(tile_workers=args.tile_workers).tile_threads
-    report["periface_fast"] = run_periface(args.clip, CrowdFinder.fast(tile_workers=args.tile_workers),
-                                           args.max_frames)
+    fast = CrowdFinder.fast(tile_workers=args.tile_workers)
+    report["tile_threads"] = fast.tile_threads
+    report["periface_fast"] = run_periface(args.clip, fast, args.max_frames)
     print("periface fast:", {k: v for k, v in report["periface_fast"].items() if k != "tracks_detail"}, flush=True)
     report["periface_default"] = run_periface(args.clip, CrowdFinder.default(tile_workers=args.tile_workers),
                                               args.max_frames)
