@@ -82,14 +82,22 @@ def frames(source: str | Path, *, every: int = 1, max_frames: int | None = None,
             ok, bgr = cap.read()
             if not ok:
                 break
-            t = index / fps if fps > 0 else cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
-            yield Frame(index, float(t), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            yield Frame(index, _frame_time(cap, index, fps), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
             index += 1
             emitted += 1
     finally:
         cap.release()
     if not emitted:
-        raise VideoError("no frame could be decoded: not a video, or a damaged one", source=src)
+        raise _nothing_decoded(src)
+
+
+def _frame_time(capture: Any, index: int, fps: float) -> float:
+    """Seconds from the start: from the frame rate when the source gives one, else from the decoder's clock."""
+    return float(index / fps if fps > 0 else capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0)
+
+
+def _nothing_decoded(src: str) -> VideoError:
+    return VideoError("no frame could be decoded: not a video, or a damaged one", source=src)
 
 
 class LatestFrame:
@@ -112,11 +120,11 @@ class LatestFrame:
                 ok, bgr = self._capture.read()
                 if not ok:
                     break
-                t = index / self._fps if self._fps > 0 else self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+                t = _frame_time(self._capture, index, self._fps)
                 if self._paced:
                     time.sleep(max(0.0, start + t - time.monotonic()))
                 with self._changed:
-                    self._newest = (index, float(t), bgr)
+                    self._newest = (index, t, bgr)
                     self._changed.notify_all()
                 index += 1
         finally:
@@ -150,7 +158,7 @@ def _newest_frames(latest: LatestFrame, src: str, max_frames: int | None) -> Ite
     finally:
         latest.stop()
     if not emitted:
-        raise VideoError("no frame could be decoded: not a video, or a damaged one", source=src)
+        raise _nothing_decoded(src)
 
 
 class UnreadableFrameWarning(UserWarning):
