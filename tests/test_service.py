@@ -326,6 +326,42 @@ def test_enrol_search_confirm_erase_leaves_no_trace(env) -> None:
     assert report["ok"] and report["problems"] == [], report  # the chain still verifies after erasure
 
 
+def test_search_with_several_photos_of_one_person(env) -> None:
+    """The image field repeated: one search on the mean of the faces, one audit record naming every photo; a bad
+    photo among them or too many photos refuse the whole search before anything is searched or logged."""
+    client, service, keys, _ = env
+    op, auditor = _h(keys["operator"]), _h(keys["auditor"])
+    name = "Several Photos-xq7"
+    assert _enrol(client, keys["operator"], name, ["obama.jpg"]).status_code == 201
+    photos = [("image", (f, _bytes(f), "image/jpeg")) for f in ("obama2.jpg", "obama3.jpg")]
+    r = client.post("/api/search", headers=op, data={"k": "2"}, files=photos)
+    assert r.status_code == 200, r.text
+    found = r.json()
+    digests = found["probes"]
+    assert len(digests) == 2 and found["probe_sha256"] == digests[0] and digests[0] != digests[1]
+    assert found["candidates"][0]["identity"] == name
+    record = client.get("/api/audit", headers=auditor, params={"action": "search"}).json()["records"][-1]
+    assert record["inputs"] == digests and record["details"]["pictures_used"] == 2
+
+    searches = len(client.get("/api/audit", headers=auditor, params={"action": "search"}).json()["records"])
+    bad = photos + [("image", ("broken.jpg", b"not an image", "image/jpeg"))]
+    r = client.post("/api/search", headers=op, files=bad)
+    _error(r, 422, "bad_image")
+    assert "probe 3" in r.json()["error"]["message"]
+    many = [("image", (f"p{i}.jpg", _bytes("obama2.jpg"), "image/jpeg"))
+            for i in range(service.settings.max_search_photos + 1)]
+    _error(client.post("/api/search", headers=op, files=many), 422, "too_many_photos")
+    assert len(client.get("/api/audit", headers=auditor, params={"action": "search"}).json()["records"]) == searches
+
+    # The web page takes several photos in its one file field and shows each beside the candidates.
+    page = TestClient(client.app)
+    page.post("/login", data={"key": keys["operator"], "purpose": "test: web search"}, follow_redirects=False)
+    r = page.post("/search", data={"k": "2", "purpose": "test: web search"}, files=photos)
+    assert r.status_code == 200 and 'id="several-probes"' in r.text and r.text.count('alt="probe ') == 2
+    assert f'data-identity="{name}"' in r.text
+    client.delete(f"/api/identities/{name}", headers=_h(keys["admin"]), params={"purpose": "test clean-up"})
+
+
 def test_screen_endpoint_on_a_synthetic_frame(env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The service's screening path (upload, reader, screening, overlay, audit) with the thermal detector stubbed."""
     screening = pytest.importorskip("periface.thermal.screening", reason="periface.thermal not available")

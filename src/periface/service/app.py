@@ -256,10 +256,14 @@ def create_app(
         return service.erase(p.with_purpose(purpose), name)
 
     @app.post("/api/search", response_model=SearchResponse, tags=["recognition"])
-    def search(p: Annotated[Principal, need("search")], image: UploadFile = File(...),
+    def search(p: Annotated[Principal, need("search")],
+               image: list[UploadFile] = File(..., description="a photo of the person sought; repeat the field for "
+                                                              "several photos of the same person"),
                k: Annotated[int, Form(ge=1)] = 10, purpose: Purpose = None) -> SearchResponse:
-        """1:N: the top-k candidates with score and FAR, for a person to review. Logged."""
-        return service.search(p.with_purpose(purpose), service.read_upload(image), k)
+        """1:N: the top-k candidates with score and FAR, for a person to review. Logged.
+
+        Several photos of one person (the field repeated) make one search on the mean of their faces."""
+        return service.search(p.with_purpose(purpose), [service.read_upload(f) for f in image], k)
 
     @app.post("/api/decisions", response_model=DecisionOut, tags=["recognition"])
     def decide(body: DecisionIn, p: Annotated[Principal, need("decide")],

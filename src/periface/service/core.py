@@ -25,7 +25,7 @@ from ..image import load_image
 from ..privacy.audit import ERASURE_PURPOSE, AuditRecord, AuditReport, sha256_hex, stated_purpose
 from ..privacy.consent import Consent
 from .auth import PERMISSIONS, AuthError, ForbiddenError, KeyInfo, KeyStore
-from .limits import ServiceSettings, TokenBuckets, UploadTooLargeError
+from .limits import ServiceSettings, TokenBuckets, TooManyPhotosError, UploadTooLargeError
 from .schemas import (
     CandidateOut,
     ConsentOut,
@@ -281,12 +281,17 @@ class Service:
         last = self.audit.records(action="erase", limit=1)
         return ErasureOut(erased=name, audit_seq=last[0].seq if last else None)
 
-    def search(self, p: Principal, data: bytes, k: int) -> SearchResponse:
+    def search(self, p: Principal, photos: list[bytes], k: int) -> SearchResponse:
+        """One audited search for the person in ``photos``: one photo, or several of the same person searched on
+        the mean of their faces (``Gallery.search`` with a list; photos without a face are left out)."""
         purpose = p.need_purpose()
+        if not 1 <= len(photos) <= self.settings.max_search_photos:
+            raise TooManyPhotosError(f"{len(photos)} photos; a search takes 1 to {self.settings.max_search_photos}")
         k = max(1, min(int(k), self.settings.max_k))
-        probe = self.check_image(data, "probe")
+        probes = [self.check_image(d, "probe" if len(photos) == 1 else f"probe {i + 1}") for i, d in enumerate(photos)]
         with self.gallery_lock:
-            found = self.gallery.search(probe, k=k, purpose=purpose, actor=p.key.id, role=p.key.role)
+            found = self.gallery.search(probes[0] if len(probes) == 1 else probes, k=k, purpose=purpose,
+                                        actor=p.key.id, role=p.key.role)
         candidates = [
             CandidateOut(
                 identity=c.identity, rank=c.rank, score=round(float(c.score), 4),
@@ -294,7 +299,8 @@ class Service:
             )
             for c in found
         ]
-        return SearchResponse(probe_sha256=sha256_hex(data), purpose=purpose, candidates=candidates)
+        digests = [sha256_hex(d) for d in photos]
+        return SearchResponse(probe_sha256=digests[0], probes=digests, purpose=purpose, candidates=candidates)
 
     def pseudonym(self, name: str) -> str:
         """The gallery's pseudonym of ``name``: the only way a person appears in the audit log."""

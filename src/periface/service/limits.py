@@ -22,6 +22,7 @@ class ServiceSettings(BaseSettings):
     rate_burst: int = Field(40, description="requests a key may send at once before the rate applies")
     workers: int = Field(2, description="engines for detect/verify/redact in parallel (one per core)")
     max_k: int = Field(50, description="most candidates a search may return")
+    max_search_photos: int = Field(10, description="most photos of one person a search may be made with")
     purge_interval_s: float = Field(3600.0, description="how often expired identities are deleted; 0 = never")
     session_ttl_s: int = Field(8 * 3600, description="how long a web-page login lasts")
     retention_days: int | None = Field(None, description="retention shorter than the 3-year default")
@@ -42,6 +43,12 @@ class UploadTooLargeError(PerifaceError):
     code = "upload_too_large"
     exit_code = 14
     http_status = 413
+
+
+class TooManyPhotosError(PerifaceError):
+    code = "too_many_photos"
+    exit_code = 16
+    http_status = 422
 
 
 class TokenBuckets:

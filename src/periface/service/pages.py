@@ -242,21 +242,22 @@ def search_page(request: Request) -> Response:
 
 
 @router.post("/search", response_class=HTMLResponse)
-def search(request: Request, image: UploadFile = File(...), k: int = Form(5), purpose: str = Form("")) -> Response:
+def search(request: Request, image: list[UploadFile] = File(...), k: int = Form(5), purpose: str = Form(""),
+           ) -> Response:
     _check_origin(request)
     user = _user(request).with_purpose(purpose)
     service = _service(request)
     service.authorize(user.key, "search")
-    data = service.read_upload(image)
+    photos = [service.read_upload(f) for f in image]
     try:
-        result = service.search(user, data, k)
+        result = service.search(user, photos, k)
     except PerifaceError as exc:
         if isinstance(exc, AuthError):
             raise
         return render(request, "search.html", status=exc.http_status, user=user, result=None, error=exc.reason)
-    probe = "data:image/jpeg;base64," + base64.b64encode(_small_jpeg(service, data)).decode("ascii")
+    probes = ["data:image/jpeg;base64," + base64.b64encode(_small_jpeg(service, d)).decode("ascii") for d in photos]
     thumbs = {c.identity: service.thumbnail(c.identity) is not None for c in result.candidates}
-    return render(request, "search.html", user=user, result=result, probe=probe, thumbs=thumbs)
+    return render(request, "search.html", user=user, result=result, probes=probes, thumbs=thumbs)
 
 
 def _small_jpeg(service: Service, data: bytes) -> bytes:

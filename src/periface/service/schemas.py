@@ -90,7 +90,8 @@ class CandidateOut(BaseModel):
 
 
 class SearchResponse(BaseModel):
-    probe_sha256: str
+    probe_sha256: str = Field(description="SHA-256 of the (first) photo; a reviewer's decision refers to it")
+    probes: list[str] = Field(description="SHA-256 of every photo searched with, in order, as the audit log has them")
     purpose: str
     candidates: list[CandidateOut]
 
