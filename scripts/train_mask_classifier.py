@@ -54,7 +54,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-from _parallel import add_machine_arguments, run_jobs, save_network  # noqa: E402
+from _parallel import add_machine_arguments, run_jobs, save_network, training_environment  # noqa: E402
 
 from periface.detect import FaceFinder  # noqa: E402
 from periface.evaluation.datasets import require_datasets  # noqa: E402
@@ -300,10 +300,16 @@ def ensemble(nets: list, mirror: bool):
 
 
 def export(model) -> None:
+    import onnx
     import torch
 
     torch.onnx.export(model, torch.zeros(1, 3, INPUT_PX, INPUT_PX), str(MODEL_FILE), input_names=["image"],
                       output_names=["logits"], dynamic_axes={"image": {0: "n"}, "logits": {0: "n"}}, dynamo=False)
+    # Which environment wrote the file, in the file (networks taken from the cache may be older), so that a rebuild
+    # that differs can tell a moved environment from a changed recipe.
+    graph = onnx.load(str(MODEL_FILE))
+    onnx.helper.set_model_props(graph, {"written_with": json.dumps(training_environment(), sort_keys=True)})
+    onnx.save(graph, str(MODEL_FILE))
     digest = record_sha256(MODEL_FILE)
     print(f"wrote {MODEL_FILE} ({MODEL_FILE.stat().st_size / 1e3:.0f} kB, sha256 {digest[:12]})")
 
