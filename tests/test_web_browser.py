@@ -105,9 +105,10 @@ def test_enrol_search_confirm_erase(server, browser, tmp_path) -> None:
     assert page.locator("#identities tbody tr").count() == 2
     assert page.locator(".erase-form").count() == 0  # operators cannot erase: no button
     page.goto(base + "/search")
-    page.set_input_files("#search-image", str(FIXTURES / "obama3.jpg"))
+    page.set_input_files("#search-image", [str(FIXTURES / "obama3.jpg"), str(FIXTURES / "obama_small.jpg")])
     page.click("#search")
     page.wait_for_load_state()
+    assert page.locator(".probe img").count() == 2 and page.locator("#several-probes").count() == 1
     cards = page.locator(".candidate")
     assert cards.count() == 2
     assert cards.first.get_attribute("data-identity") == NAME
