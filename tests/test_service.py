@@ -350,7 +350,7 @@ def test_search_with_several_photos_of_one_person(env) -> None:
     assert "probe 3" in r.json()["error"]["message"]
     many = [("image", (f"p{i}.jpg", _bytes("obama2.jpg"), "image/jpeg"))
             for i in range(service.settings.max_search_photos + 1)]
-    _error(client.post("/api/search", headers=op, files=many), 422, "too_many_photos")
+    _error(client.post("/api/search", headers=op, files=many), 422, "bad_photo_count")
     assert len(client.get("/api/audit", headers=auditor, params={"action": "search"}).json()["records"]) == searches
 
     # The web page takes several photos in its one file field and shows each beside the candidates.

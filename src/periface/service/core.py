@@ -25,7 +25,7 @@ from ..image import load_image
 from ..privacy.audit import ERASURE_PURPOSE, AuditRecord, AuditReport, sha256_hex, stated_purpose
 from ..privacy.consent import Consent
 from .auth import PERMISSIONS, AuthError, ForbiddenError, KeyInfo, KeyStore
-from .limits import ServiceSettings, TokenBuckets, TooManyPhotosError, UploadTooLargeError
+from .limits import PhotoCountError, ServiceSettings, TokenBuckets, UploadTooLargeError
 from .schemas import (
     CandidateOut,
     ConsentOut,
@@ -286,7 +286,7 @@ class Service:
         the mean of their faces (``Gallery.search`` with a list; photos without a face are left out)."""
         purpose = p.need_purpose()
         if not 1 <= len(photos) <= self.settings.max_search_photos:
-            raise TooManyPhotosError(f"{len(photos)} photos; a search takes 1 to {self.settings.max_search_photos}")
+            raise PhotoCountError(f"{len(photos)} photos; a search takes 1 to {self.settings.max_search_photos}")
         k = max(1, min(int(k), self.settings.max_k))
         probes = [self.check_image(d, "probe" if len(photos) == 1 else f"probe {i + 1}") for i, d in enumerate(photos)]
         with self.gallery_lock:

@@ -45,8 +45,8 @@ class UploadTooLargeError(PerifaceError):
     http_status = 413
 
 
-class TooManyPhotosError(PerifaceError):
-    code = "too_many_photos"
+class PhotoCountError(PerifaceError):
+    code = "bad_photo_count"
     exit_code = 16
     http_status = 422
 
