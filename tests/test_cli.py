@@ -20,6 +20,21 @@ def test_detect_json(fixtures):
     assert len(doc["faces"]) == 2 and doc["faces"][0]["mask"] in ("none", "correct", "incorrect")
 
 
+def test_detect_min_probability_sets_the_crowd_operating_point(fixtures):
+    def faces(*extra: str) -> list[dict]:
+        r = run("detect", fixtures / "two_people.jpg", "--crowd", "--json", *extra)
+        assert r.exit_code == 0, r.output
+        return json.loads(r.stdout)["faces"]
+
+    shipped = faces()
+    assert len(shipped) == 2
+    assert len(faces("--min-probability", "0.01")) >= 2  # a lower bar keeps at least as many
+    strict = faces("--min-probability", "0.9999")
+    assert len(strict) < 2 and all(f["score"] >= 0.9999 for f in strict)
+    r = run("detect", fixtures / "two_people.jpg", "--min-probability", "0.5")
+    assert r.exit_code == 2 and "--crowd" in r.output  # the plain finder's scores are not calibrated probabilities
+
+
 def test_detect_bad_file_nonzero_and_named(tmp_path):
     bad = tmp_path / "x.jpg"
     bad.write_text("nope")

@@ -189,6 +189,13 @@ def test_eval_detect_command(tmp_path):
     assert text.exit_code == 0 and "masked >= 32 px" in text.stdout and "face_recognition" not in text.stdout
     assert "resamples of the images" in " ".join(text.stdout.split())  # the caption wraps
 
+    # Another operating point: past every face's probability nothing is kept, so nothing is found.
+    strict = runner.invoke(app, ["eval", "detect", "--voc", str(root), "--out", str(out), "--no-reference", "--json",
+                                 "--min-probability", "1"])
+    assert strict.exit_code == 0, strict.output
+    doc = json.loads(strict.stdout.strip().splitlines()[-1])
+    assert doc["min_probability"] == 1.0 and doc["subsets"]["all"]["detection"]["periface"]["all"]["found"] == 0
+
 
 def test_eval_detect_refuses_bad_input_with_its_own_exit_code(tmp_path):
     runner = CliRunner()

@@ -224,6 +224,9 @@ def test_watch_command_writes_json_lines(moving_face_dir, tmp_path):
     assert res.exit_code == 0, res.output
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(lines) == 1 and lines[0]["frames"] == 8
+    res = CliRunner().invoke(app, ["watch", str(moving_face_dir), "--out", str(out), "--min-probability", "1"])
+    assert res.exit_code == 0, res.output
+    assert out.read_text() == "" and "0 track(s)" in res.output  # no face is certain: the operating point is used
 
 
 class InterruptedFinder:

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .cli_options import JsonOpt, MinProbabilityOpt
 from .errors import PerifaceError
 from .privacy.audit import ERASURE_PURPOSE, stated_purpose, terminal_actor
 
@@ -18,7 +19,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Masked-face 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
 
-JsonOpt = typer.Option(False, "--json", help="print one JSON document on stdout")
 EmbedderOpt = typer.Option(None, "--embedder", help="sface-robust (default) | sface | dlib | fusion")
 
 
@@ -49,14 +49,18 @@ def detect(
     annotate: Optional[Path] = typer.Option(None, "--annotate", help="draw the faces into this image (one input only)"),
     crowd: bool = typer.Option(False, "--crowd", help="fused, tiled detectors for scenes with many small, masked faces"),
     coco: Optional[Path] = typer.Option(None, "--coco", help="also write COCO-format detections to this JSON file"),
+    min_probability: Optional[float] = MinProbabilityOpt,
 ) -> None:
     """Find every face, with its landmarks, mask state and whether nose and mouth show."""
+    if min_probability is not None and not crowd:
+        raise typer.BadParameter("applies to the crowd finder's calibrated scores: add --crowd",
+                                 param_hint="--min-probability")
     engine = _engine(None)
     finder = engine.finder
     if crowd:
         from .detect.crowd import CrowdFinder
 
-        finder = CrowdFinder.default()
+        finder = CrowdFinder.default(threshold=min_probability)
     docs, found, failed = [], [], 0
     for path in images:
         try:

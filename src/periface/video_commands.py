@@ -12,6 +12,8 @@ from typing import Iterator, Optional
 
 import typer
 
+from .cli_options import MinProbabilityOpt
+
 
 def watch(
     source: str = typer.Argument(..., help="video file, folder of images, or stream URL (rtsp://, http://)"),
@@ -28,6 +30,7 @@ def watch(
         help="always take the newest frame, skipping those that arrived while the last was processed (default: on "
              "for a stream URL without a frame count, as a camera's; off for files, folders and video files served "
              "over HTTP; a file read live plays at its own frame rate; --every does not apply when on)"),
+    min_probability: Optional[float] = MinProbabilityOpt,
 ) -> None:
     """Track every face in a video or stream; one JSON line per track (first/last seen, best frame, mask, candidates)."""
     from .cli import err, fail
@@ -39,7 +42,7 @@ def watch(
     def skipped(file: str, reason: str) -> None:
         err.print(f"[yellow]skipped[/yellow] {file}: {reason}", highlight=False)
 
-    finder = CrowdFinder.fast() if fast else CrowdFinder.default()
+    finder = (CrowdFinder.fast if fast else CrowdFinder.default)(threshold=min_probability)
     records = watch_source(source, gallery=gallery, finder=finder, every=every, max_frames=max_frames,
                            min_frames=min_frames, k=k, annotate=annotate, on_unreadable=skipped, live=live)
     states: Counter = Counter()

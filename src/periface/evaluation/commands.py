@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..cli_options import MinProbabilityOpt
 from .report import Bars, pct, pct_or_dash, write_html, write_json
 
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluation protocols (LFW verification, identification, detection).")
@@ -142,6 +143,7 @@ def eval_detect(
     limit: Optional[int] = typer.Option(None, "--limit", help="the first N annotation files only"),
     out: Path = typer.Option(Path("results/eval"), "--out", help="folder for JSON and HTML"),
     as_json: bool = typer.Option(False, "--json"),
+    min_probability: Optional[float] = MinProbabilityOpt,
 ) -> None:
     """Recall, precision and AP at IoU 0.5 per mask class and face size, and the mask state of each face found;
     face_recognition in the same run."""
@@ -156,6 +158,9 @@ def eval_detect(
         raise typer.BadParameter(str(e)) from None
     if finder not in ("crowd", "fast", "plain"):
         raise typer.BadParameter("--finder must be crowd, fast or plain")
+    if min_probability is not None and finder == "plain":
+        raise typer.BadParameter("applies to the crowd finders' calibrated scores, not --finder plain",
+                                 param_hint="--min-probability")
     try:
         voc_set = read_voc_folder(voc, overrides, limit)
     except AnnotationError as e:
@@ -165,7 +170,7 @@ def eval_detect(
     if voc_set.unknown_labels:
         stderr.print("[yellow]left out, label not known[/yellow] (say what it means with --label NAME=STATE): "
                      + ", ".join(f"{k} ({v})" for k, v in voc_set.unknown_labels.most_common()), highlight=False)
-    doc = run_detection_eval(voc, voc_set, finder, reference)
+    doc = run_detection_eval(voc, voc_set, finder, reference, min_probability)
     for file, reason in doc["unreadable_images"]:
         stderr.print(f"[yellow]skipped[/yellow] {file}: {reason}", highlight=False)
     if doc["images"] == 0:
@@ -190,14 +195,16 @@ def eval_detect(
     wide.print(f"JSON and HTML in {out}/{stem}.*")
 
 
-def run_detection_eval(folder: Path, voc_set, finder: str, reference: bool) -> dict:
+def run_detection_eval(folder: Path, voc_set, finder: str, reference: bool, min_probability: float | None = None,
+                       ) -> dict:
     from ..detect.crowd import CrowdFinder
     from ..engine import Engine
     from .detect_eval import FittingImages, evaluate_scenes, unseen_subset
     from .reference import FaceRecognitionReference
 
     engine = Engine()
-    finders = {"crowd": CrowdFinder.default, "fast": CrowdFinder.fast, "plain": lambda: engine.finder}
+    finders = {"crowd": lambda: CrowdFinder.default(threshold=min_probability),
+               "fast": lambda: CrowdFinder.fast(threshold=min_probability), "plain": lambda: engine.finder}
     with Bars() as bars:
         doc = evaluate_scenes(voc_set.scenes, finders[finder](),
                               describe=lambda rgb, faces: engine.describe(rgb, faces, embed=False, visibility=False),
@@ -210,7 +217,7 @@ def run_detection_eval(folder: Path, voc_set, finder: str, reference: bool) -> d
         del doc["subsets"]["unseen"]  # the same images as "all"
     if doc["images"] == 0:
         return doc
-    doc = {"dataset": str(folder), "finder": finder,
+    doc = {"dataset": str(folder), "finder": finder, "min_probability": min_probability,
            "protocol": "IoU 0.5, VOC greedy matching by score; bands by the box's shorter side (< 32, 32-96, > 96 px); "
                        "'unseen': images periface was not fitted on", **doc}
     seconds = doc["seconds_per_image"]

@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..cli_options import JsonOpt
 from ..errors import PerifaceError
 from .audit import terminal_actor
 
@@ -33,7 +34,6 @@ err = Console(stderr=True, soft_wrap=True)
 AUDIT_BROKEN_EXIT = 20
 
 GalleryOpt = typer.Option(..., "--gallery", "-g", help="gallery directory")
-JsonOpt = typer.Option(False, "--json", help="print one JSON document on stdout")
 
 
 def _run(fn: Callable[[], Any], as_json: bool = False) -> Any:
