@@ -133,6 +133,42 @@ def test_keys_are_stored_hashed(env) -> None:
 # --- purpose, validation, limits ---------------------------------------------------------------------------
 
 
+def test_mask_endpoint_gives_the_crowd_finders_faces_with_mask_fields(env) -> None:
+    """crowd=true runs the crowd finder (as ``periface detect --crowd``); every face carries its mask state, P(mask)
+    and whether nose and mouth show, as the CLI's JSON does."""
+    from periface.detect.crowd import CrowdFinder
+    from periface.engine import Engine
+
+    client, _, keys, _ = env
+    data = _bytes("two_people.jpg")
+    r = client.post("/api/mask", headers=_h(keys["operator"]), data={"crowd": "true"},
+                    files={"image": ("t.jpg", data, "image/jpeg")})
+    assert r.status_code == 200, r.text
+    faces = r.json()["faces"]
+    expected = CrowdFinder.default().find(Engine().load(data))
+    assert [f["box"] for f in faces] == [[round(float(v), 1) for v in b] for b in expected.boxes]
+    assert [f["score"] for f in faces] == [round(float(v), 4) for v in expected.scores]
+    for f in faces:
+        assert f["mask"] in ("none", "correct", "incorrect") and 0 <= f["mask_score"] <= 1
+        assert 0 <= f["nose_visible"] <= 1 and 0 <= f["mouth_visible"] <= 1
+    plain = client.post("/api/detect", headers=_h(keys["operator"]), files={"image": ("t.jpg", data, "image/jpeg")})
+    assert len(plain.json()["faces"]) == 2 and plain.json()["faces"][0]["mask_score"] is not None
+
+
+def test_crowd_detection_finds_the_small_faces_of_a_scene(env) -> None:
+    from periface.evaluation.datasets import datasets_root
+
+    root = datasets_root()
+    scene = root / "mask-scenes" / "images" / "scene_104.jpg" if root else None
+    if scene is None or not scene.exists():
+        pytest.skip("needs ../shared/datasets/mask-scenes (a real crowd photo)")
+    client, _, keys, _ = env
+    files = {"image": ("s.jpg", scene.read_bytes(), "image/jpeg")}
+    plain = client.post("/api/detect", headers=_h(keys["operator"]), files=files).json()["faces"]
+    crowd = client.post("/api/detect", headers=_h(keys["operator"]), data={"crowd": "true"}, files=files).json()["faces"]
+    assert len(crowd) > len(plain)  # 10 against 6 faces on this street photo
+
+
 def test_search_without_purpose_is_refused(env) -> None:
     client, _, keys, _ = env
     r = client.post("/api/search", headers=_h(keys["operator"], purpose=False),

@@ -197,6 +197,7 @@ def create_app(
         return Depends(check)
 
     Purpose = Annotated[str | None, Form(max_length=500, description="why; or the X-Purpose header")]
+    Crowd = Annotated[bool, Form(description="the crowd finder: many small, masked faces (scenes, crowds)")]
 
     # --- API ---------------------------------------------------------------------------------------------------
 
@@ -207,15 +208,16 @@ def create_app(
 
     @app.post("/api/detect", response_model=DetectResponse, tags=["faces"])
     def detect(p: Annotated[Principal, need("detect")], image: UploadFile = File(...), purpose: Purpose = None,
-               ) -> DetectResponse:
+               crowd: Crowd = False) -> DetectResponse:
         """Faces in an image: boxes, scores, landmarks, mask state. Nothing is stored."""
-        return service.detect(p.with_purpose(purpose), service.read_upload(image))
+        return service.detect(p.with_purpose(purpose), service.read_upload(image), crowd)
 
     @app.post("/api/mask", response_model=DetectResponse, tags=["faces"])
     def mask(p: Annotated[Principal, need("detect")], image: UploadFile = File(...), purpose: Purpose = None,
-             ) -> DetectResponse:
-        """Mask state of every face (none, correct, incorrect). Nothing is stored."""
-        return service.detect(p.with_purpose(purpose), service.read_upload(image))
+             crowd: Crowd = False) -> DetectResponse:
+        """Mask state of every face (none, correct, incorrect), P(mask), whether nose and mouth show. Nothing is
+        stored."""
+        return service.detect(p.with_purpose(purpose), service.read_upload(image), crowd)
 
     @app.post("/api/verify", response_model=VerifyResponse, tags=["recognition"])
     def verify(p: Annotated[Principal, need("verify")], a: UploadFile = File(...), b: UploadFile = File(...),

@@ -116,6 +116,8 @@ class Service:
         self.thermal_lock = threading.Lock()
         self.redact_lock = threading.Lock()
         self._screener: Any = None
+        self._crowd: Any = None
+        self._crowd_lock = threading.Lock()
 
     @contextmanager
     def engine(self) -> Iterator[Any]:
@@ -210,21 +212,25 @@ class Service:
 
     # --- operations -------------------------------------------------------------------------------------------
 
-    def detect(self, p: Principal, data: bytes) -> DetectResponse:
+    def detect(self, p: Principal, data: bytes, crowd: bool = False) -> DetectResponse:
+        """Every face with its mask state; ``crowd`` searches with the crowd finder (many small, masked faces, as
+        ``periface detect --crowd``) instead of the photo finder."""
         p.need_purpose()
         rgb = self.decode(data)
         with self.engine() as engine:
-            faces = engine.analyze(rgb, embed=False)
-        out = [
-            FaceOut(
-                box=[round(float(v), 1) for v in faces.boxes[i]],
-                score=round(float(faces.scores[i]), 4),
-                landmarks=np.round(faces.landmarks[i], 1).tolist(),
-                mask=faces.mask[i] if faces.mask else None,
-            )
-            for i in range(len(faces))
-        ]
+            faces = engine.describe(rgb, self.crowd_finder().find(rgb), embed=False) if crowd else \
+                engine.analyze(rgb, embed=False)
+        out = [FaceOut(**{k: v for k, v in record.items() if k != "detector"}) for record in faces.to_records()]
         return DetectResponse(width=int(rgb.shape[1]), height=int(rgb.shape[0]), faces=out)
+
+    def crowd_finder(self) -> Any:
+        """One crowd finder for every request, loaded on first need (it keeps one detector per thread)."""
+        with self._crowd_lock:
+            if self._crowd is None:
+                from ..detect.crowd import CrowdFinder
+
+                self._crowd = CrowdFinder.default()
+            return self._crowd
 
     def verify(self, p: Principal, a: bytes, b: bytes) -> VerifyResponse:
         purpose = p.need_purpose()

@@ -33,9 +33,12 @@ class Health(BaseModel):
 
 class FaceOut(BaseModel):
     box: list[float] = Field(description="x0, y0, x1, y1 in pixels")
-    score: float
+    score: float = Field(description="detector score; with crowd, the calibrated probability that this is a face")
     landmarks: list[list[float]] | None = None
     mask: str | None = Field(None, description="none | correct | incorrect")
+    mask_score: float | None = Field(None, description="probability that the face wears a mask")
+    nose_visible: float | None = Field(None, description="probability that the nose shows (Face Mesh and the CNN)")
+    mouth_visible: float | None = Field(None, description="probability that the mouth shows")
 
 
 class DetectResponse(BaseModel):
