@@ -195,6 +195,7 @@ def test_eval_detect_command(tmp_path):
     assert strict.exit_code == 0, strict.output
     doc = json.loads(strict.stdout.strip().splitlines()[-1])
     assert doc["min_probability"] == 1.0 and doc["subsets"]["all"]["detection"]["periface"]["all"]["found"] == 0
+    assert (out / "detect_set_crowd_p1.json").exists()  # beside the default run's files, not over them
 
 
 def test_eval_detect_refuses_bad_input_with_its_own_exit_code(tmp_path):

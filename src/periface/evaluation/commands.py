@@ -178,7 +178,7 @@ def eval_detect(
     doc["labels"] = dict(voc_set.labels)
     doc["labels_left_out"] = dict(voc_set.unknown_labels)
     doc["files_skipped"] = voc_set.skipped
-    stem = f"detect_{Path(voc).resolve().name}_{finder}"
+    stem = f"detect_{Path(voc).resolve().name}_{finder}" + (f"_p{min_probability:g}" if min_probability is not None else "")
     write_json(out / f"{stem}.json", doc)
     tables = detection_tables(doc)
     png = plot_precision_recall(doc, out / f"{stem}_pr.png", f"{Path(voc).name}: precision-recall, IoU 0.5")
