@@ -187,6 +187,20 @@ def test_tiles_searched_side_by_side_give_the_faces_of_one_thread(fixtures):
         assert list(callers.map(lambda _: found(threaded), range(2))) == [one_thread, one_thread]
 
 
+def test_a_threshold_given_to_find_equals_a_finder_built_with_it(crowd, fixtures):
+    """One shared finder (the service's) serves any operating point per call, small and large frames alike, and
+    gives what a finder made for that threshold gives."""
+    rgb = load_image(fixtures / "two_people.jpg")
+    small = np.ascontiguousarray(rgb[: rgb.shape[0] // 2, : rgb.shape[1] // 2])
+    assert max(rgb.shape[:2]) > crowd.working_size >= max(small.shape[:2])  # the pyramid and the one-view path
+    for frame in (rgb, small):
+        for threshold in (0.02, 0.9975):
+            per_call, built = crowd.find(frame, threshold), CrowdFinder.default(threshold=threshold).find(frame)
+            assert per_call.boxes.tolist() == built.boxes.tolist() and per_call.scores.tolist() == built.scores.tolist()
+            assert np.all(per_call.scores >= threshold)
+        assert crowd.find(frame, None).boxes.tolist() == crowd.find(frame).boxes.tolist()
+
+
 def test_crowd_finder_finds_nothing_in_a_blank_image(crowd):
     assert len(crowd.find(np.full((240, 320, 3), 127, np.uint8))) == 0
 

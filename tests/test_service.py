@@ -153,6 +153,14 @@ def test_mask_endpoint_gives_the_crowd_finders_faces_with_mask_fields(env) -> No
         assert 0 <= f["nose_visible"] <= 1 and 0 <= f["mouth_visible"] <= 1
     plain = client.post("/api/detect", headers=_h(keys["operator"]), files={"image": ("t.jpg", data, "image/jpeg")})
     assert len(plain.json()["faces"]) == 2 and plain.json()["faces"][0]["mask_score"] is not None
+    # Another operating point, per request; only for the crowd finder, whose scores are probabilities.
+    strict = client.post("/api/detect", headers=_h(keys["operator"]), data={"crowd": "true", "min_probability": "0.9975"},
+                         files={"image": ("t.jpg", data, "image/jpeg")})
+    assert strict.status_code == 200 and all(f["score"] >= 0.9975 for f in strict.json()["faces"])
+    _error(client.post("/api/detect", headers=_h(keys["operator"]), data={"min_probability": "0.5"},
+                       files={"image": ("t.jpg", data, "image/jpeg")}), 422, "bad_operating_point")
+    _error(client.post("/api/detect", headers=_h(keys["operator"]), data={"crowd": "true", "min_probability": "2"},
+                       files={"image": ("t.jpg", data, "image/jpeg")}), 422, "invalid_request")
 
 
 def test_crowd_detection_finds_the_small_faces_of_a_scene(env) -> None:

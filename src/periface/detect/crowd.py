@@ -349,14 +349,14 @@ class CrowdFinder:
     def run_passes(self, rgb: np.ndarray) -> list[Faces]:
         return [run_pass(self.detector(p.detector), p, rgb) for p in self.passes]
 
-    def find(self, rgb: np.ndarray) -> Faces:
+    def find(self, rgb: np.ndarray, threshold: float | None = None) -> Faces:
         """All faces in ``rgb`` (H, W, 3 uint8 RGB), most probable first; ``scores`` are fused probabilities,
-        ``detector`` is "crowd"."""
+        ``detector`` is "crowd". ``threshold`` overrides the finder's operating point for this call."""
         if self.working_size is not None and max(rgb.shape[:2]) > self.working_size:
-            return self.find_in_large_frame(rgb)
-        return self.fuse(self.run_passes(rgb), rgb)
+            return self.find_in_large_frame(rgb, threshold)
+        return self.fuse(self.run_passes(rgb), rgb, threshold)
 
-    def find_in_large_frame(self, rgb: np.ndarray) -> Faces:
+    def find_in_large_frame(self, rgb: np.ndarray, threshold: float | None = None) -> Faces:
         """``find`` on a frame larger than ``working_size``, as a pyramid of views that each look like the photos
         the passes, refiner and fusion were fitted on (about 400 px, faces from a few px to a few hundred), see
         ``pyramid``: the whole frame shrunk to ``working_size`` for the largest faces, tiles of ``working_size`` at the
@@ -373,7 +373,8 @@ class CrowdFinder:
         levels = pyramid(max(h, w), size, overlap, self.level_ratio)
         views = [scaled(rgb, level.scale) for level in levels]
         tiles = [frame_tiles(*view.shape[:2], size, overlap) for view in views]
-        found_in_tiles = iter(self._map_tiles([(view, tile) for view, its in zip(views, tiles) for tile in its]))
+        found_in_tiles = iter(self._map_tiles([(view, tile) for view, its in zip(views, tiles) for tile in its],
+                                              threshold))
         parts: list[Faces] = []
         for level, view, its in zip(levels, views, tiles):
             found = concat([next(found_in_tiles) for _ in its], view.shape[:2])
@@ -392,23 +393,25 @@ class CrowdFinder:
         # A face near a level's size limit may be found at both levels, and one in two tiles' overlap twice.
         return faces.select(nms(faces.boxes, faces.scores, 0.5))
 
-    def _map_tiles(self, jobs: list[tuple[np.ndarray, tuple[int, int, int, int]]]) -> list[Faces]:
+    def _map_tiles(self, jobs: list[tuple[np.ndarray, tuple[int, int, int, int]]], threshold: float | None = None,
+                   ) -> list[Faces]:
         """``_find_in_tile`` for each (view, tile), in order; side by side on ``tile_workers`` threads."""
         workers = self.tile_threads
         if workers <= 1 or len(jobs) <= 1:
-            return [self._find_in_tile(view, tile) for view, tile in jobs]
+            return [self._find_in_tile(view, tile, threshold) for view, tile in jobs]
         with self._pool_lock:
             if self._pool is None:  # kept, so that its threads' detectors are made once
                 self._pool = ThreadPoolExecutor(workers, thread_name_prefix="periface-tiles")
-        return list(self._pool.map(lambda job: self._find_in_tile(*job), jobs))
+        return list(self._pool.map(lambda job: self._find_in_tile(*job, threshold), jobs))
 
-    def _find_in_tile(self, view: np.ndarray, tile: tuple[int, int, int, int]) -> Faces:
+    def _find_in_tile(self, view: np.ndarray, tile: tuple[int, int, int, int], threshold: float | None = None,
+                      ) -> Faces:
         """The faces of one tile of ``view`` (the whole view if the tile is), without the faces cut by an inner
         tile edge, in ``view``'s pixels."""
         h, w = view.shape[:2]
         x0, y0, x1, y1 = tile
         part = view if (x1 - x0, y1 - y0) == (w, h) else np.ascontiguousarray(view[y0:y1, x0:x1])
-        found = self.fuse(self.run_passes(part), part)
+        found = self.fuse(self.run_passes(part), part, threshold)
         inner_edges = np.array([x0 > 0, y0 > 0, x1 < w, y1 < h])
         cut = (_touches(found.boxes, (x1 - x0, y1 - y0)) & inner_edges).any(axis=1)
         found = found.select(np.flatnonzero(~cut))

@@ -198,6 +198,8 @@ def create_app(
 
     Purpose = Annotated[str | None, Form(max_length=500, description="why; or the X-Purpose header")]
     Crowd = Annotated[bool, Form(description="the crowd finder: many small, masked faces (scenes, crowds)")]
+    MinProbability = Annotated[float | None, Form(ge=0.0, le=1.0, description=(
+        "with crowd: keep faces of at least this calibrated probability instead of the fitted operating point"))]
 
     # --- API ---------------------------------------------------------------------------------------------------
 
@@ -208,16 +210,16 @@ def create_app(
 
     @app.post("/api/detect", response_model=DetectResponse, tags=["faces"])
     def detect(p: Annotated[Principal, need("detect")], image: UploadFile = File(...), purpose: Purpose = None,
-               crowd: Crowd = False) -> DetectResponse:
+               crowd: Crowd = False, min_probability: MinProbability = None) -> DetectResponse:
         """Faces in an image: boxes, scores, landmarks, mask state. Nothing is stored."""
-        return service.detect(p.with_purpose(purpose), service.read_upload(image), crowd)
+        return service.detect(p.with_purpose(purpose), service.read_upload(image), crowd, min_probability)
 
     @app.post("/api/mask", response_model=DetectResponse, tags=["faces"])
     def mask(p: Annotated[Principal, need("detect")], image: UploadFile = File(...), purpose: Purpose = None,
-             crowd: Crowd = False) -> DetectResponse:
+             crowd: Crowd = False, min_probability: MinProbability = None) -> DetectResponse:
         """Mask state of every face (none, correct, incorrect), P(mask), whether nose and mouth show. Nothing is
         stored."""
-        return service.detect(p.with_purpose(purpose), service.read_upload(image), crowd)
+        return service.detect(p.with_purpose(purpose), service.read_upload(image), crowd, min_probability)
 
     @app.post("/api/verify", response_model=VerifyResponse, tags=["recognition"])
     def verify(p: Annotated[Principal, need("verify")], a: UploadFile = File(...), b: UploadFile = File(...),

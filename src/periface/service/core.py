@@ -25,7 +25,7 @@ from ..image import load_image
 from ..privacy.audit import ERASURE_PURPOSE, AuditRecord, AuditReport, sha256_hex, stated_purpose
 from ..privacy.consent import Consent
 from .auth import PERMISSIONS, AuthError, ForbiddenError, KeyInfo, KeyStore
-from .limits import PhotoCountError, ServiceSettings, TokenBuckets, UploadTooLargeError
+from .limits import OperatingPointError, PhotoCountError, ServiceSettings, TokenBuckets, UploadTooLargeError
 from .schemas import (
     CandidateOut,
     ConsentOut,
@@ -212,14 +212,18 @@ class Service:
 
     # --- operations -------------------------------------------------------------------------------------------
 
-    def detect(self, p: Principal, data: bytes, crowd: bool = False) -> DetectResponse:
+    def detect(self, p: Principal, data: bytes, crowd: bool = False, min_probability: float | None = None,
+               ) -> DetectResponse:
         """Every face with its mask state; ``crowd`` searches with the crowd finder (many small, masked faces, as
-        ``periface detect --crowd``) instead of the photo finder."""
+        ``periface detect --crowd``) instead of the photo finder, at its fitted operating point or at
+        ``min_probability``."""
         p.need_purpose()
+        if min_probability is not None and not crowd:
+            raise OperatingPointError("min_probability applies to the crowd finder's calibrated scores: send crowd=true")
         rgb = self.decode(data)
         with self.engine() as engine:
-            faces = engine.describe(rgb, self.crowd_finder().find(rgb), embed=False) if crowd else \
-                engine.analyze(rgb, embed=False)
+            faces = engine.describe(rgb, self.crowd_finder().find(rgb, min_probability), embed=False) if crowd \
+                else engine.analyze(rgb, embed=False)
         out = [FaceOut(**{k: v for k, v in record.items() if k != "detector"}) for record in faces.to_records()]
         return DetectResponse(width=int(rgb.shape[1]), height=int(rgb.shape[0]), faces=out)
 

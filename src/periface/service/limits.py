@@ -51,6 +51,12 @@ class PhotoCountError(PerifaceError):
     http_status = 422
 
 
+class OperatingPointError(PerifaceError):
+    code = "bad_operating_point"
+    exit_code = 17
+    http_status = 422
+
+
 class TokenBuckets:
     """One token bucket per key: ``burst`` tokens, refilled at ``rate`` per second. Thread-safe, in memory."""
 
