@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import sys
@@ -303,11 +304,12 @@ def export(model) -> None:
     import onnx
     import torch
 
-    torch.onnx.export(model, torch.zeros(1, 3, INPUT_PX, INPUT_PX), str(MODEL_FILE), input_names=["image"],
+    exported = io.BytesIO()
+    torch.onnx.export(model, torch.zeros(1, 3, INPUT_PX, INPUT_PX), exported, input_names=["image"],
                       output_names=["logits"], dynamic_axes={"image": {0: "n"}, "logits": {0: "n"}}, dynamo=False)
     # Which environment wrote the file, in the file (networks taken from the cache may be older), so that a rebuild
     # that differs can tell a moved environment from a changed recipe.
-    graph = onnx.load(str(MODEL_FILE))
+    graph = onnx.load_from_string(exported.getvalue())
     onnx.helper.set_model_props(graph, {"written_with": json.dumps(training_environment(), sort_keys=True)})
     onnx.save(graph, str(MODEL_FILE))
     digest = record_sha256(MODEL_FILE)
