@@ -35,7 +35,9 @@ from periface.image import load_image  # noqa: E402
 
 CACHE = Path(".cache/crowd_passes")
 # Every pass the fit may choose from. (YuNet at 4x and tiled BlazeFace full were left out: several times slower per
-# image on this 2-core machine, for faces the 2x/3x YuNet passes already reach.)
+# image on this 2-core machine, for faces the 2x/3x YuNet passes already reach.) The YuNet fine-tuned on these
+# scenes ("yunet_scenes") is not among them: run here on the train photos it learnt, it would look better than it is;
+# scripts/train_face_refiner.py runs it out of fold.
 CANDIDATE_PASSES = [
     Pass("yunet"),
     Pass("yunet", 800, 2.0),

@@ -51,16 +51,20 @@ import numpy as np  # noqa: E402
 from _parallel import add_machine_arguments, run_jobs, save_network, training_environment  # noqa: E402
 
 from periface.detect.base import iou_matrix  # noqa: E402
-from periface.detect.crowd import CALIBRATION_FILE, CrowdFinder, Fusion, candidate_features, cluster, select_faces  # noqa: E402
+from periface.detect.crowd import (  # noqa: E402
+    CALIBRATION_FILE, RAW_SCORE, CrowdFinder, Fusion, candidate_features, cluster, select_faces,
+)
+from periface.detect.yunet import YuNetDetector  # noqa: E402
 from periface.detect.refine import CONTEXT, INPUT_PX, MODEL_FILE, box_deltas, refine_boxes  # noqa: E402
 from periface.evaluation.datasets import require_datasets  # noqa: E402
 from periface.evaluation.detection import DetectionTally, lowest_threshold_keeping_precision, match  # noqa: E402
 from periface.evaluation.voc import read_scenes, split_of  # noqa: E402
 from periface.image import cnn_input, context_crop, load_image  # noqa: E402
-from periface.models import record_sha256  # noqa: E402
+from periface.models import file_sha256, record_sha256  # noqa: E402
 
 SEED = 0
 FOLDS = 4
+SCENE_YUNET_FOLDS = Path(".cache/yunet_scenes")  # scripts/finetune_yunet.py's networks, one per fold and the final
 EPOCHS, STEPS_PER_EPOCH, BATCH = 18, 150, 64
 # Ways to run the refiner, simplest first; the fit keeps the best on the out-of-fold train candidates.
 VARIANTS = [(False, 1), (True, 1), (False, 2), (True, 2)]  # (mirror, iterations)
@@ -90,14 +94,31 @@ def build_net(width: float = 1.0):
 
 
 def scene_candidates(scenes, finder: CrowdFinder) -> list:
-    """Per scene: (rgb, clustered candidates)."""
+    """Per scene: (rgb, clustered candidates). A pass of the YuNet fine-tuned on these scenes runs, on a train photo,
+    the network of the fold that left that photo out (``scripts/finetune_yunet.py``), so that the refiner and the
+    fusion see its boxes and scores as they are on photos it never saw, not as on the photos it learnt."""
     out = []
     t0 = time.time()
+    fold_finders = {}
     for s in scenes:
         rgb = load_image(s.image)
-        out.append((rgb, cluster(finder.run_passes(rgb), rgb.shape[:2], finder.cluster_iou)))
+        run = finder
+        if split_of(s.image.name) == "train" and any(p.detector == "yunet_scenes" for p in finder.passes):
+            run = fold_finders.setdefault(fold_of(s.image.name), fold_finder(finder, fold_of(s.image.name)))
+        out.append((rgb, cluster(run.run_passes(rgb), rgb.shape[:2], finder.cluster_iou)))
     print(f"candidates of {len(scenes)} scenes: {sum(len(c) for _, c in out)}, {time.time() - t0:.0f} s", flush=True)
     return out
+
+
+def fold_finder(finder: CrowdFinder, fold: int) -> CrowdFinder:
+    """``finder`` with the scene-trained YuNet of the network that left out ``fold``."""
+    path = SCENE_YUNET_FOLDS / f"yunet_scenes_{fold}.onnx"
+    if not path.exists():
+        raise SystemExit(f"{path} is missing: run scripts/finetune_yunet.py first")
+    run = CrowdFinder(finder.passes, finder.fusion, refiner=None)
+    run._per_thread.detectors = {"yunet_scenes": YuNetDetector(RAW_SCORE["yunet_scenes"], 0.3, max_side=100_000,
+                                                              model="yunet_scenes", path=path)}
+    return run
 
 
 def sample_pool(scenes, cands, images: list[int]) -> list[tuple[int, np.ndarray, float]]:
@@ -237,6 +258,8 @@ def training_key(finder: CrowdFinder, context: float, width: float) -> str:
     code = "".join(inspect.getsource(f) for f in (build_net, sample_pool, draw_batch, train_net, scene_candidates))
     spec = json.dumps([[p.__dict__ for p in finder.passes], finder.cluster_iou, context, EPOCHS, STEPS_PER_EPOCH, BATCH,
                        POSITIVE_IOU, NEGATIVE_IOU, REGRESS_IOU, FOLDS, width], sort_keys=True, default=list)
+    if any(p.detector == "yunet_scenes" for p in finder.passes):  # its fold networks make the train candidates
+        spec += json.dumps([file_sha256(f) for f in sorted(SCENE_YUNET_FOLDS.glob("yunet_scenes_*.onnx"))])
     return hashlib.sha256((spec + code).encode()).hexdigest()[:12]
 
 
@@ -422,7 +445,8 @@ def main() -> int:
     record_sha256(MODEL_FILE)
     cfg = json.loads(CALIBRATION_FILE.read_text())
     cfg.update({
-        "fitted_on": "mask-scenes train split (split_of): benchmarks/detect_scenes.py --fit, then scripts/train_face_refiner.py",
+        "fitted_on": "mask-scenes train split (split_of): benchmarks/detect_scenes.py --fit, scripts/finetune_yunet.py "
+                     "(the yunet_scenes pass), then scripts/train_face_refiner.py",
         "refiner": {"file": MODEL_FILE.name, "members": members, "mirror": mirror, "iterations": iterations,
                     "context": args.context, "width": args.width,
                     "fusion_fitted_on": "out-of-fold refiner outputs, 4 folds of the train images",

@@ -236,3 +236,63 @@ def test_lowest_threshold_keeping_precision_stops_at_the_first_miss():
     assert lowest_threshold_keeping_precision(summary_at, 0.95) == pytest.approx(0.50)
     assert lowest_threshold_keeping_precision(lambda t: {">=32": {"precision": 0.5}}, 0.95) == 0.99
     assert lowest_threshold_keeping_precision(lambda t: {">=32": {"precision": None}}, 0.95) == pytest.approx(0.06)
+
+
+def test_the_fine_tuning_script_reads_yunet_exactly_as_opencv_runs_it():
+    pytest.importorskip("torch", reason="torch is a training extra (pip install -e '.[train]')")
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from periface.models import model_path
+
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    if str(scripts) not in sys.path:
+        sys.path.insert(0, str(scripts))  # as when the script runs: its helpers sit beside it
+    import finetune_yunet as script
+
+    net, outputs = script.graph_module(model_path("yunet"))
+    x = np.random.default_rng(0).uniform(0, 255, (1, 3, 160, 224)).astype(np.float32)
+    dnn = cv2.dnn.readNetFromONNX(str(model_path("yunet")))
+    dnn.setInput(x)
+    with torch.no_grad():
+        got = net(torch.from_numpy(x), logits=True)
+    for name, want in zip(outputs, dnn.forward(outputs)):
+        np.testing.assert_allclose(got[name].numpy(), want, atol=1e-4)
+    assert torch.allclose(torch.sigmoid(got["cls_8_logit"]), got["cls_8"])
+    # the cells decode as cv2.FaceDetectorYN decodes them: a cell's corner plus offsets in strides
+    priors = torch.from_numpy(script.grid_priors(160, 224))
+    assert len(priors) == got["cls_8"].shape[1] + got["cls_16"].shape[1] + got["cls_32"].shape[1]
+    boxes, _ = script.decode({k: v[0:1] for k, v in got.items()}, priors)
+    cell = 7 * (224 // 8) + 3  # row 7, column 3 of the stride-8 grid
+    dx, dy, dw, dh = got["bbox_8"][0, cell].tolist()
+    np.testing.assert_allclose(boxes[0, cell].numpy(),
+                               [(3 + dx) * 8 - np.exp(dw) * 4, (7 + dy) * 8 - np.exp(dh) * 4,
+                                (3 + dx) * 8 + np.exp(dw) * 4, (7 + dy) * 8 + np.exp(dh) * 4], rtol=1e-4, atol=1e-3)
+
+
+def test_fine_tuning_gives_each_face_its_best_fitting_cells_near_its_centre():
+    pytest.importorskip("torch", reason="torch is a training extra (pip install -e '.[train]')")
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    if str(scripts) not in sys.path:
+        sys.path.insert(0, str(scripts))
+    import finetune_yunet as script
+
+    priors = torch.from_numpy(script.grid_priors(128, 128))
+    gt = torch.tensor([[16.0, 16.0, 48.0, 56.0], [80.0, 80.0, 96.0, 100.0]])
+    boxes = torch.tensor([[0.0, 0.0, 4.0, 4.0]]).repeat(len(priors), 1)  # cells that see nothing
+    near_first, far = 4 * 16 + 3, 15  # stride-8 cells: centre (28, 36), inside the first face; (124, 4), near neither
+    boxes[near_first] = torch.tensor([17.0, 17.0, 47.0, 55.0])  # fits the first face well
+    boxes[far] = torch.tensor([80.0, 80.0, 96.0, 100.0])  # fits the second face exactly, but from far away
+    cells, faces = script.assign(boxes, torch.full((len(priors),), 0.5), priors, gt)
+    assert set(faces.tolist()) == {0, 1} and len(set(cells.tolist())) == len(cells)  # every face, no cell twice
+    assert near_first in cells[faces == 0].tolist() and far not in cells.tolist()
+    centre = priors[cells, :2] + priors[cells, 2:] / 2
+    near = ((centre - (gt[faces, :2] + gt[faces, 2:]) / 2).abs() < 2.5 * priors[cells, 2:] + 20).all(1)
+    assert near.all()

@@ -48,7 +48,7 @@ class Pass:
     """One run of one detector: on the image scaled so its longest side reaches ``upscale_to`` (never more than
     ``max_upscale`` times, never downscaled), cut into a ``tiles`` x ``tiles`` grid with ``overlap``."""
 
-    detector: str  # "yunet" | "blazeface_short" | "blazeface_full"
+    detector: str  # "yunet" | "yunet_scenes" | "blazeface_short" | "blazeface_full"
     upscale_to: int = 0
     max_upscale: float = 1.0
     tiles: int = 1
@@ -80,13 +80,13 @@ LEVEL_BAND_SLACK = 0.75
 MAX_TILE_WORKERS = 8  # each thread holds its own detectors (a YuNet network, a mediapipe graph)
 
 # Raw thresholds are low on purpose: the fusion model, not the detector, decides what is a face.
-RAW_SCORE = {"yunet": 0.15, "blazeface_short": 0.2, "blazeface_full": 0.2}
+RAW_SCORE = {"yunet": 0.15, "yunet_scenes": 0.15, "blazeface_short": 0.2, "blazeface_full": 0.2}
 
 
 def make_detector(kind: str, raw_score: float | None = None) -> Detector:
     score = RAW_SCORE[kind] if raw_score is None else raw_score
-    if kind == "yunet":
-        return YuNetDetector(score, 0.3, max_side=100_000)  # the pass decides the scale, not the detector
+    if kind in ("yunet", "yunet_scenes"):
+        return YuNetDetector(score, 0.3, max_side=100_000, model=kind)  # the pass decides the scale, not the detector
     if kind in ("blazeface_short", "blazeface_full"):
         return BlazeFaceDetector(kind.split("_")[1], score)
     raise ValueError(f"unknown detector {kind!r}")
@@ -217,7 +217,7 @@ def cluster(per_pass: Sequence[Faces], image_size: tuple[int, int], cluster_iou:
     scores = np.concatenate([f.scores for f in per_pass]).astype(np.float32)
     lms = np.concatenate([f.landmarks for f in per_pass]).astype(np.float32)
     src = np.concatenate([np.full(len(f), i) for i, f in enumerate(per_pass)])
-    is_yunet = np.concatenate([np.array([d == "yunet" for d in f.detector], bool) for f in per_pass])
+    is_yunet = np.concatenate([np.array([d.startswith("yunet") for d in f.detector], bool) for f in per_pass])
     iou = iou_matrix(boxes, boxes)
     free = np.ones(len(boxes), bool)
     out_b, out_l, out_s = [], [], []

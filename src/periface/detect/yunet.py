@@ -1,21 +1,29 @@
-"""YuNet (OpenCV Zoo, int8) run with ``cv2.FaceDetectorYN``: boxes and 5 landmarks, robust to masks."""
+"""YuNet run with ``cv2.FaceDetectorYN``: boxes and 5 landmarks, robust to masks. ``model="yunet"`` is OpenCV Zoo's
+int8 network; ``"yunet_scenes"`` the same network fine-tuned here on the mask-scenes train photos
+(``scripts/finetune_yunet.py``), which draws boxes as those annotators do."""
 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from ..faces import Faces
 from ..image import scaled
-from ..models import model_path
+from ..models import model_path, packaged_file
+
+MODELS = ("yunet", "yunet_scenes")
 
 
 class YuNetDetector:
-    name = "yunet"
-
-    def __init__(self, score_threshold: float = 0.6, nms_iou: float = 0.3, max_side: int = 1280) -> None:
+    def __init__(self, score_threshold: float = 0.6, nms_iou: float = 0.3, max_side: int = 1280,
+                 model: str = "yunet", path: Path | None = None) -> None:
+        if model not in MODELS:
+            raise ValueError(f"unknown YuNet model {model!r}; known: {MODELS}")
+        self.name = model
+        self.path = path  # another network of the same kind (training scripts: a fold's network), not checked
         self.score_threshold = score_threshold
         self.nms_iou = nms_iou
         # Large photos give YuNet spurious large boxes; detection runs on a copy no longer than this.
@@ -25,13 +33,12 @@ class YuNetDetector:
 
     @property
     def fingerprint(self) -> str:
-        return f"yunet:{self.score_threshold}:{self.nms_iou}:{self.max_side}"
+        return f"{self.name}:{self.score_threshold}:{self.nms_iou}:{self.max_side}"
 
     def _model(self) -> cv2.FaceDetectorYN:
         if self._net is None:
-            self._net = cv2.FaceDetectorYN.create(
-                str(model_path("yunet")), "", (320, 320), self.score_threshold, self.nms_iou, 5000
-            )
+            path = self.path or (model_path("yunet") if self.name == "yunet" else packaged_file(f"{self.name}.onnx"))
+            self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), self.score_threshold, self.nms_iou, 5000)
         return self._net
 
     def detect(self, rgb: np.ndarray) -> Faces:
