@@ -7,7 +7,8 @@ finds small faces but also fires on texture; BlazeFace is precise on close faces
    own pixels and, for frames over four times that size, tiles of views between; each view goes through the steps
    below like a photo of the fitted size (``find_in_large_frame``);
 1. **passes** - each detector runs on the image upscaled (small photos) or cut into overlapping tiles, at a low
-   raw threshold;
+   raw threshold; one of them is YuNet fine-tuned on the mask scenes' train photos (``yunet_scenes``,
+   ``scripts/finetune_yunet.py``), which reaches more of the masked, small and cut faces;
 2. **clusters** - boxes of all passes that overlap (IoU >= ``cluster_iou``) are one candidate face;
 3. **fusion** - a candidate's features (each pass's best score, how many passes agree, its size) go through a
    logistic model fitted on the train split of the mask-scenes set (``benchmarks/detect_scenes.py --fit``), which
