@@ -51,10 +51,7 @@ import numpy as np  # noqa: E402
 from _parallel import add_machine_arguments, run_jobs, save_network, training_environment  # noqa: E402
 
 from periface.detect.base import iou_matrix  # noqa: E402
-from periface.detect.crowd import (  # noqa: E402
-    CALIBRATION_FILE, RAW_SCORE, CrowdFinder, Fusion, candidate_features, cluster, select_faces,
-)
-from periface.detect.yunet import YuNetDetector  # noqa: E402
+from periface.detect.crowd import CALIBRATION_FILE, CrowdFinder, Fusion, candidate_features, cluster, select_faces  # noqa: E402
 from periface.detect.refine import CONTEXT, INPUT_PX, MODEL_FILE, box_deltas, refine_boxes  # noqa: E402
 from periface.evaluation.datasets import require_datasets  # noqa: E402
 from periface.evaluation.detection import DetectionTally, lowest_threshold_keeping_precision, match  # noqa: E402
@@ -104,7 +101,10 @@ def scene_candidates(scenes, finder: CrowdFinder) -> list:
         rgb = load_image(s.image)
         run = finder
         if split_of(s.image.name) == "train" and any(p.detector == "yunet_scenes" for p in finder.passes):
-            run = fold_finders.setdefault(fold_of(s.image.name), fold_finder(finder, fold_of(s.image.name)))
+            fold = fold_of(s.image.name)
+            if fold not in fold_finders:
+                fold_finders[fold] = fold_finder(finder, fold)
+            run = fold_finders[fold]
         out.append((rgb, cluster(run.run_passes(rgb), rgb.shape[:2], finder.cluster_iou)))
     print(f"candidates of {len(scenes)} scenes: {sum(len(c) for _, c in out)}, {time.time() - t0:.0f} s", flush=True)
     return out
@@ -116,8 +116,7 @@ def fold_finder(finder: CrowdFinder, fold: int) -> CrowdFinder:
     if not path.exists():
         raise SystemExit(f"{path} is missing: run scripts/finetune_yunet.py first")
     run = CrowdFinder(finder.passes, finder.fusion, refiner=None)
-    run._per_thread.detectors = {"yunet_scenes": YuNetDetector(RAW_SCORE["yunet_scenes"], 0.3, max_side=100_000,
-                                                              model="yunet_scenes", path=path)}
+    run.detector("yunet_scenes").path = path  # this thread's detector, before it loads a network
     return run
 
 
