@@ -343,6 +343,7 @@ class Setting(NamedTuple):
     fusion: Any
     threshold: float
     summary: dict
+    rows: list  # (image, probabilities, refined boxes) of each train photo with candidates, out of fold
 
     @property
     def costly(self) -> bool:
@@ -356,6 +357,28 @@ def tally(scenes, rows, thr: float, min_face_px: int, contained: float) -> dict:
         keep = select_faces(boxes, prob, thr, min_face_px, dedupe=True, contained=contained)
         t.add(scenes[i].boxes, scenes[i].states, boxes[keep], prob[keep])
     return t.summary()
+
+
+def operating_point(scenes, rows, train: list[int], min_face_px: int, contained: float) -> tuple[float, dict]:
+    """The threshold the finder ships with: of 0.10-0.60, the one at which the issue's goal (masked faces >= 32 px
+    found >= 95% with <= 5% false boxes >= 32 px) holds in the most bootstrap draws of the train photos, out of fold;
+    of those within one point of the most, the lowest, which keeps the most small faces. Until the twenty-fifth
+    session it was the lowest keeping 95% precision on boxes >= 32 px, which puts it on the goal's edge by
+    construction (the goal held in about half of the draws). Returns it and each threshold's share."""
+    from periface.evaluation.detect_eval import goal_interval
+
+    by_image = {i: (prob, boxes) for i, prob, boxes in rows}
+    nothing = (np.zeros(0, np.float32), np.zeros((0, 4), np.float32))  # a photo without candidates: its faces missed
+    shares = {}
+    for thr in np.round(np.arange(0.10, 0.601, 0.01), 2):
+        t = DetectionTally()
+        for i in train:
+            prob, boxes = by_image.get(i, nothing)
+            keep = select_faces(boxes, prob, thr, min_face_px, dedupe=True, contained=contained) if len(prob) else []
+            t.add(scenes[i].boxes, scenes[i].states, boxes[keep], prob[keep])
+        shares[float(thr)] = goal_interval(t.goal_counts())["share_of_resamples_meeting_goal"]
+    most = max(shares.values())
+    return min(thr for thr, share in shares.items() if share >= most - 0.01), shares
 
 
 def main() -> int:
@@ -425,14 +448,19 @@ def main() -> int:
                   f"contained={contained}: threshold {threshold:.2f}, masked >=32 {key[0]:.3f}, recall >=32 "
                   f"{key[1]:.3f}, all {key[2]:.3f}, precision >=32 {s['>=32']['precision']:.3f}, "
                   f"AP all {s['all'].get('ap', float('nan')):.3f}", flush=True)
-            results.append(Setting(key, members, mirror, iterations, contained, fusion, threshold, s))
+            results.append(Setting(key, members, mirror, iterations, contained, fusion, threshold, s, rows))
     eligible = [r for r in results if args.allow_costly or not r.costly]
     best = eligible[0]
     for r in eligible[1:]:
         if r.rank > best.rank:  # strictly better, else the simpler one stays
             best = r
-    _, members, mirror, iterations, contained, fusion, threshold, s = best
+    _, members, mirror, iterations, contained, fusion, at_target_precision, _, rows = best
     print(f"chosen: members={members} mirror={mirror} iterations={iterations} contained={contained}", flush=True)
+    threshold, shares = operating_point(scenes, rows, train, finder.min_face_px, contained)
+    s = tally(scenes, rows, threshold, finder.min_face_px, contained)
+    print(f"operating point {threshold:.2f}: the goal holds in {shares[threshold]:.1%} of the draws of the train photos "
+          f"(at {TARGET_PRECISION:.0%} precision, {at_target_precision:.2f}: {shares.get(round(at_target_precision, 2), 0):.1%}); "
+          f"masked >=32 {s['masked>=32']['recall']:.3f}, all {s['all']['recall']:.3f}, AP {s['all']['ap']:.3f}", flush=True)
     if args.compare_only:
         return 0
 
@@ -452,9 +480,14 @@ def main() -> int:
                     "written_with": training_environment(),  # (networks taken from the cache may be older)
                     "variants_on_train_out_of_fold": {f"members={k} mirror={m} iterations={it} contained={c}": {
                         "masked>=32": key[0], ">=32": key[1], "all": key[2], "threshold": round(t, 3)}
-                        for key, k, m, it, c, _, t, _ in results}},
+                        for key, k, m, it, c, _, t, _, _ in results}},
         "coef": [round(float(v), 6) for v in fusion.coef], "intercept": round(fusion.intercept, 6),
         "threshold": round(threshold, 3), "contained": contained,
+        "threshold_rule": "of 0.10-0.60, the one at which the detection goal holds in the most bootstrap draws of the "
+                          "train photos out of fold (within one point: the lowest)",
+        "goal_share_of_draws": {"at_threshold": round(shares[threshold], 3),
+                                f"at_{TARGET_PRECISION:g}_precision_{at_target_precision:.2f}":
+                                    round(shares.get(round(at_target_precision, 2), 0), 3)},
         "train_recall": {">=32": s[">=32"]["recall"], "all": s["all"]["recall"], "masked>=32": s["masked>=32"]["recall"]},
     })
     CALIBRATION_FILE.write_text(json.dumps(cfg, indent=1) + "\n")
