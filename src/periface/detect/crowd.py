@@ -39,6 +39,7 @@ from ..models import PACKAGE_DATA
 from .base import Detector, box_areas, intersection_matrix, iou_matrix, nms
 from .blazeface import BlazeFaceDetector
 from .refine import CONTEXT, CandidateRefiner
+from .yunet import MODELS as YUNET_MODELS
 from .yunet import YuNetDetector
 
 CALIBRATION_FILE = PACKAGE_DATA / "crowd_calibration.json"
@@ -86,7 +87,7 @@ RAW_SCORE = {"yunet": 0.15, "yunet_scenes": 0.15, "blazeface_short": 0.2, "blaze
 
 def make_detector(kind: str, raw_score: float | None = None) -> Detector:
     score = RAW_SCORE[kind] if raw_score is None else raw_score
-    if kind in ("yunet", "yunet_scenes"):
+    if kind in YUNET_MODELS:
         return YuNetDetector(score, 0.3, max_side=100_000, model=kind)  # the pass decides the scale, not the detector
     if kind in ("blazeface_short", "blazeface_full"):
         return BlazeFaceDetector(kind.split("_")[1], score)
