@@ -251,29 +251,23 @@ def training_crop(rgb: np.ndarray, boxes: np.ndarray, ignore: np.ndarray, rng: n
     crop[:part.shape[0], :part.shape[1]] = part
     off = np.array([x0, y0, x0, y0], np.float32)
     boxes, ignore = boxes - off, ignore - off
-    if rng.random() < 0.5:
-        crop = crop[:, ::-1].copy()
-        flip = lambda b: np.stack([CROP - b[:, 2], b[:, 1], CROP - b[:, 0], b[:, 3]], 1) if len(b) else b  # noqa: E731
-        boxes, ignore = flip(boxes), flip(ignore)
-        valid_w = part.shape[1]
-        shift = CROP - valid_w  # the padding moves to the left: keep boxes where the pixels are
-        crop = np.roll(crop, -shift, axis=1) if shift else crop
-        if shift:
-            boxes = boxes - np.array([shift, 0, shift, 0], np.float32) if len(boxes) else boxes
-            ignore = ignore - np.array([shift, 0, shift, 0], np.float32) if len(ignore) else ignore
+    if rng.random() < 0.5:  # mirrored, then moved back left: the pixels stay where the padding is not
+        shift = CROP - part.shape[1]
+        crop = np.roll(crop[:, ::-1], -shift, axis=1)
+        boxes, ignore = (np.stack([CROP - b[:, 2], b[:, 1], CROP - b[:, 0], b[:, 3]], 1)
+                         - np.array([shift, 0, shift, 0], np.float32) for b in (boxes, ignore))
     crop = crop * rng.uniform(0.7, 1.3) + rng.uniform(-25, 25)
     crop = np.clip(crop, 0, 255)[:, :, ::-1]  # BGR, as cv2.FaceDetectorYN feeds it
-    if len(part) and (part.shape[0] < CROP or part.shape[1] < CROP):
+    if part.shape[0] < CROP or part.shape[1] < CROP:
         valid = np.zeros((CROP, CROP), bool)
         valid[:part.shape[0], :part.shape[1]] = True
         crop = crop * valid[..., None]
-    area = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), 1) if len(boxes) else np.zeros(0)
-    clipped = np.clip(boxes, 0, [part.shape[1], part.shape[0]] * 2) if len(boxes) else boxes
-    seen = np.prod(np.clip(clipped[:, 2:] - clipped[:, :2], 0, None), 1) if len(boxes) else np.zeros(0)
-    keep = seen >= 0.4 * np.maximum(area, 1e-6)
-    big_enough = np.minimum(clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1]) >= 5 if len(boxes) else keep
-    faces = clipped[keep & big_enough]
-    ignored = np.concatenate([ignore.reshape(-1, 4), clipped[~(keep & big_enough)].reshape(-1, 4)])
+    area = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), 1)
+    clipped = np.clip(boxes, 0, [part.shape[1], part.shape[0]] * 2)
+    seen = np.prod(np.clip(clipped[:, 2:] - clipped[:, :2], 0, None), 1)
+    kept = (seen >= 0.4 * np.maximum(area, 1e-6)) & (np.min(clipped[:, 2:] - clipped[:, :2], axis=1) >= 5)
+    faces = clipped[kept]
+    ignored = np.concatenate([ignore.reshape(-1, 4), clipped[~kept].reshape(-1, 4)])
     return np.ascontiguousarray(crop.transpose(2, 0, 1), np.float32), faces.astype(np.float32), ignored.astype(np.float32)
 
 

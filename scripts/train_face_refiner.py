@@ -350,13 +350,23 @@ class Setting(NamedTuple):
         return self.mirror or self.iterations != 1
 
 
+def tallied(scenes, rows, thr: float, min_face_px: int, contained: float, photos: list[int] | None = None,
+            ) -> DetectionTally:
+    """What ``CrowdFinder.fuse`` would keep at ``thr`` (refined boxes) on the rows' photos, or on ``photos`` in their
+    order, a photo without a row (no candidates) counting its faces as missed."""
+    by_image = {i: (prob, boxes) for i, prob, boxes in rows}
+    nothing = (np.zeros(0, np.float32), np.zeros((0, 4), np.float32))
+    t = DetectionTally()
+    for i in ([i for i, _, _ in rows] if photos is None else photos):
+        prob, boxes = by_image.get(i, nothing)
+        keep = select_faces(boxes, prob, thr, min_face_px, dedupe=True, contained=contained) if len(prob) else []
+        t.add(scenes[i].boxes, scenes[i].states, boxes[keep], prob[keep])
+    return t
+
+
 def tally(scenes, rows, thr: float, min_face_px: int, contained: float) -> dict:
     """Train-split detection numbers of what ``CrowdFinder.fuse`` would keep at ``thr`` (refined boxes)."""
-    t = DetectionTally()
-    for i, prob, boxes in rows:
-        keep = select_faces(boxes, prob, thr, min_face_px, dedupe=True, contained=contained)
-        t.add(scenes[i].boxes, scenes[i].states, boxes[keep], prob[keep])
-    return t.summary()
+    return tallied(scenes, rows, thr, min_face_px, contained).summary()
 
 
 def operating_point(scenes, rows, train: list[int], min_face_px: int, contained: float) -> tuple[float, dict]:
@@ -367,16 +377,10 @@ def operating_point(scenes, rows, train: list[int], min_face_px: int, contained:
     construction (the goal held in about half of the draws). Returns it and each threshold's share."""
     from periface.evaluation.detect_eval import goal_interval
 
-    by_image = {i: (prob, boxes) for i, prob, boxes in rows}
-    nothing = (np.zeros(0, np.float32), np.zeros((0, 4), np.float32))  # a photo without candidates: its faces missed
     shares = {}
     for thr in np.round(np.arange(0.10, 0.601, 0.01), 2):
-        t = DetectionTally()
-        for i in train:
-            prob, boxes = by_image.get(i, nothing)
-            keep = select_faces(boxes, prob, thr, min_face_px, dedupe=True, contained=contained) if len(prob) else []
-            t.add(scenes[i].boxes, scenes[i].states, boxes[keep], prob[keep])
-        shares[float(thr)] = goal_interval(t.goal_counts())["share_of_resamples_meeting_goal"]
+        counts = tallied(scenes, rows, thr, min_face_px, contained, photos=train).goal_counts()
+        shares[float(thr)] = goal_interval(counts)["share_of_resamples_meeting_goal"]
     most = max(shares.values())
     return min(thr for thr, share in shares.items() if share >= most - 0.01), shares
 
@@ -458,8 +462,9 @@ def main() -> int:
     print(f"chosen: members={members} mirror={mirror} iterations={iterations} contained={contained}", flush=True)
     threshold, shares = operating_point(scenes, rows, train, finder.min_face_px, contained)
     s = tally(scenes, rows, threshold, finder.min_face_px, contained)
+    share_at_target = shares.get(round(at_target_precision, 2), 0)
     print(f"operating point {threshold:.2f}: the goal holds in {shares[threshold]:.1%} of the draws of the train photos "
-          f"(at {TARGET_PRECISION:.0%} precision, {at_target_precision:.2f}: {shares.get(round(at_target_precision, 2), 0):.1%}); "
+          f"(at {TARGET_PRECISION:.0%} precision, {at_target_precision:.2f}: {share_at_target:.1%}); "
           f"masked >=32 {s['masked>=32']['recall']:.3f}, all {s['all']['recall']:.3f}, AP {s['all']['ap']:.3f}", flush=True)
     if args.compare_only:
         return 0
@@ -487,7 +492,7 @@ def main() -> int:
                           "train photos out of fold (within one point: the lowest)",
         "goal_share_of_draws": {"at_threshold": round(shares[threshold], 3),
                                 f"at_{TARGET_PRECISION:g}_precision_{at_target_precision:.2f}":
-                                    round(shares.get(round(at_target_precision, 2), 0), 3)},
+                                    round(share_at_target, 3)},
         "train_recall": {">=32": s[">=32"]["recall"], "all": s["all"]["recall"], "masked>=32": s["masked>=32"]["recall"]},
     })
     CALIBRATION_FILE.write_text(json.dumps(cfg, indent=1) + "\n")

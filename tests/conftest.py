@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import importlib
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,19 @@ SAMPLES = Path(__file__).resolve().parents[1] / "src" / "periface" / "samples"
 @pytest.fixture(scope="session")
 def fixtures() -> Path:
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def script_module():
+    """Imports a script of scripts/ by name as it runs: with its helpers, which sit beside it, importable."""
+
+    def load(name: str):
+        scripts = Path(__file__).resolve().parents[1] / "scripts"
+        if str(scripts) not in sys.path:
+            sys.path.insert(0, str(scripts))
+        return importlib.import_module(name)
+
+    return load
 
 
 @pytest.fixture(scope="session")

@@ -255,19 +255,13 @@ def test_the_scene_trained_yunet_is_checked_and_draws_boxes_as_the_annotators_do
         YuNetDetector(model="yunet_best")
 
 
-def test_the_fine_tuning_script_reads_yunet_exactly_as_opencv_runs_it():
+def test_the_fine_tuning_script_reads_yunet_exactly_as_opencv_runs_it(script_module):
     pytest.importorskip("torch", reason="torch is a training extra (pip install -e '.[train]')")
-    import sys
-    from pathlib import Path
-
     import torch
 
     from periface.models import model_path
 
-    scripts = Path(__file__).resolve().parents[1] / "scripts"
-    if str(scripts) not in sys.path:
-        sys.path.insert(0, str(scripts))  # as when the script runs: its helpers sit beside it
-    import finetune_yunet as script
+    script = script_module("finetune_yunet")
 
     net, outputs = script.graph_module(model_path("yunet"))
     x = np.random.default_rng(0).uniform(0, 255, (1, 3, 160, 224)).astype(np.float32)
@@ -289,17 +283,11 @@ def test_the_fine_tuning_script_reads_yunet_exactly_as_opencv_runs_it():
                                 (3 + dx) * 8 + np.exp(dw) * 4, (7 + dy) * 8 + np.exp(dh) * 4], rtol=1e-4, atol=1e-3)
 
 
-def test_fine_tuning_gives_each_face_its_best_fitting_cells_near_its_centre():
+def test_fine_tuning_gives_each_face_its_best_fitting_cells_near_its_centre(script_module):
     pytest.importorskip("torch", reason="torch is a training extra (pip install -e '.[train]')")
-    import sys
-    from pathlib import Path
-
     import torch
 
-    scripts = Path(__file__).resolve().parents[1] / "scripts"
-    if str(scripts) not in sys.path:
-        sys.path.insert(0, str(scripts))
-    import finetune_yunet as script
+    script = script_module("finetune_yunet")
 
     priors = torch.from_numpy(script.grid_priors(128, 128))
     gt = torch.tensor([[16.0, 16.0, 48.0, 56.0], [80.0, 80.0, 96.0, 100.0]])

@@ -81,22 +81,13 @@ def test_mirror_averaging_maps_the_mirrored_deltas_back():
     np.testing.assert_allclose(blind, boxes, atol=1e-3)
 
 
-def test_the_gpu_pack_gives_back_the_scenes_and_candidates(tmp_path, fixtures):
+def test_the_gpu_pack_gives_back_the_scenes_and_candidates(tmp_path, fixtures, script_module):
     """A GPU machine trains the refiner from the pack alone (no datasets, no detectors): each scene must come back
     with the same pixels (its file's bytes, decoded there as here), its annotated boxes and its candidates."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
     from periface.detect.crowd import Candidates
     from periface.evaluation.voc import Scene
 
-    scripts = Path(__file__).resolve().parents[1] / "scripts"
-    if str(scripts) not in sys.path:
-        sys.path.insert(0, str(scripts))
-    spec = importlib.util.spec_from_file_location("train_face_refiner", scripts / "train_face_refiner.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = script_module("train_face_refiner")
     files = [fixtures / "two_people.jpg", fixtures / "obama.jpg"]
     scenes = [Scene(files[0], np.array([[10, 20, 60, 80], [100, 40, 150, 110]], np.float32), ["correct", "none"]),
               Scene(files[1], np.zeros((0, 4), np.float32), [])]
@@ -115,21 +106,14 @@ def test_the_gpu_pack_gives_back_the_scenes_and_candidates(tmp_path, fixtures):
         np.testing.assert_array_equal(back_c.boxes, c.boxes)
 
 
-def test_the_operating_point_is_where_the_goal_holds_in_most_draws_not_on_its_edge():
+def test_the_operating_point_is_where_the_goal_holds_in_most_draws_not_on_its_edge(script_module):
     """100 photos, each with one masked 60-px face found at p 0.9, and in every fifth photo a false 60-px box at
     p 0.3: up to 0.30 a sixth of the boxes is false and the goal fails in most draws; above 0.30 it always holds."""
-    import importlib.util
-    import sys
     from pathlib import Path
 
     from periface.evaluation.voc import Scene
 
-    scripts = Path(__file__).resolve().parents[1] / "scripts"
-    if str(scripts) not in sys.path:
-        sys.path.insert(0, str(scripts))
-    spec = importlib.util.spec_from_file_location("train_face_refiner", scripts / "train_face_refiner.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = script_module("train_face_refiner")
     face, other = np.array([10, 10, 70, 70], np.float32), np.array([200, 200, 260, 260], np.float32)
     scenes, rows = [], []
     for i in range(100):
